@@ -1,0 +1,47 @@
+# C unit tests and fuzz targets for csrc/core. The Python extension is built by setup.py.
+#   make test-c          build and run the C unit tests (gcc, -Werror, ASan+UBSan)
+#   make fuzz            build the libFuzzer targets (clang-14)
+#   make fuzz-run FUZZ_SECONDS=600   run every target for that long each
+CC ?= cc
+CFLAGS_C = -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Icsrc/core \
+           -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+FUZZCC ?= clang-14
+FUZZFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g -Icsrc/core -fsanitize=fuzzer,address,undefined \
+            -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 20
+BUILD = build/c
+
+# Each unit test or fuzz target links only the core files it exercises.
+DEPS_http1 = csrc/core/http1.c
+DEPS_router = csrc/core/router.c
+DEPS_compress = csrc/core/compress.c
+LIBS_compress = -lz
+
+UNIT = http1 router compress
+FUZZ = http1 chunked router
+
+.PHONY: test-c fuzz fuzz-run clean-c
+test-c: $(UNIT:%=$(BUILD)/test_%)
+	@set -e; for t in $^; do echo "== $$t"; $$t; done
+
+$(BUILD)/test_%: tests/c/test_%.c tests/c/guard.h csrc/core/*.h $(wildcard csrc/core/*.c)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS_C) -Itests/c -o $@ $< $(DEPS_$*) $(LIBS_$*)
+
+fuzz: $(FUZZ:%=$(BUILD)/fuzz_%)
+
+$(BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c csrc/core/http1.c csrc/core/http1.h
+	@mkdir -p $(BUILD)
+	$(FUZZCC) $(FUZZFLAGS) -o $@ $< csrc/core/http1.c
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c csrc/core/*.h $(wildcard csrc/core/*.c)
+	@mkdir -p $(BUILD)
+	$(FUZZCC) $(FUZZFLAGS) -o $@ $< $(DEPS_$*) $(LIBS_$*)
+
+fuzz-run: fuzz
+	@set -e; for t in $(FUZZ); do echo "== fuzz_$$t $(FUZZ_SECONDS)s"; mkdir -p $(BUILD)/corpus_$$t; \
+	  $(BUILD)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 \
+	  $(BUILD)/corpus_$$t tests/fuzz/corpus/$$t 2>&1 | tail -n 3; done
+
+clean-c:
+	rm -rf $(BUILD)

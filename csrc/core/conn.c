@@ -1,0 +1,527 @@
+/*
+ * conn.c: one connection's state machine (after h2o's lib/http1.c). I/O thread only.
+ *
+ *   HEAD --(head parsed)--> BODY_CL / BODY_CHUNKED --(body complete)--> dispatched --> HEAD ...
+ *     \--(bad input)--> DRAIN: an error response is queued, input is discarded, and the
+ *        connection closes (lingering) once the response is out.
+ *
+ * Every request, from the first head byte on, holds a place in the connection's pipeline, so
+ * responses leave in request order whatever order the workers finish in (RFC 9112 9.3.2). The
+ * pipeline is bounded by max_pipeline: beyond it the connection stops reading. A request that
+ * wants the connection closed (Connection: close, an error) ends parsing: no byte after it is
+ * ever treated as another request.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define RBUF_INITIAL 8192
+#define LINGER_SECONDS 2.0
+
+static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+mx_conn_t *mx__conn_new(mx_server_t *s, int fd) {
+    mx_conn_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->rbuf = malloc(RBUF_INITIAL);
+    if (!c->rbuf) {
+        free(c);
+        return NULL;
+    }
+    c->rcap = RBUF_INITIAL;
+    c->fd = fd;
+    c->server = s;
+    c->id = s->next_conn_id++;
+    return c;
+}
+
+void mx__conn_free(mx_conn_t *c) {
+    mx_req_t *r = c->pipe_head;
+    while (r) {
+        mx_req_t *next = r->next_in_conn;
+        r->conn = NULL; /* workers' responses for it will be dropped */
+        r->next_in_conn = NULL;
+        mx_req_decref(r);
+        r = next;
+    }
+    free(c->rbuf);
+    free(c);
+}
+
+static void pipe_append(mx_conn_t *c, mx_req_t *r) {
+    r->conn = c;
+    r->next_in_conn = NULL;
+    if (c->pipe_tail)
+        c->pipe_tail->next_in_conn = r;
+    else
+        c->pipe_head = r;
+    c->pipe_tail = r;
+    c->inflight++;
+}
+
+static void update_read_interest(mx_conn_t *c) {
+    uint32_t ev = 0;
+    if (!c->read_paused)
+        ev |= EPOLLIN;
+    if (c->want_write)
+        ev |= EPOLLOUT;
+    mx__conn_set_events(c, ev);
+}
+
+/*
+ * Ends the current parse with an error response and closes the connection after it: bad
+ * input is answered, never silently dropped (Mummy's gap), and never parsed further.
+ */
+static void reject(mx_conn_t *c, int status) {
+    mx_req_t *r = c->cur;
+    if (!r) {
+        r = mx__req_new(c->server, c, NULL, 0);
+        if (!r) {
+            mx__conn_close(c);
+            return;
+        }
+        pipe_append(c, r);
+    }
+    c->cur = NULL;
+    if (r->dispatched) { /* cannot happen: cur is never dispatched; guard anyway */
+        mx__conn_close(c);
+        return;
+    }
+    if (mx__build_simple(r, status, NULL, NULL, 1) != 0) {
+        mx__conn_close(c);
+        return;
+    }
+    c->state = MX_CONN_DRAIN;
+    c->no_more_requests = 1;
+    c->rpos = c->rlen = 0;
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+}
+
+/* The whole request is in: answer it from C (404/405 without custom handlers) or dispatch. */
+static void finish_request(mx_conn_t *c, mx_req_t *r) {
+    mx_server_t *s = c->server;
+    c->cur = NULL;
+    c->state = MX_CONN_HEAD;
+    if (r->kind == MX_REQ_NOT_FOUND && !s->cfg.route_not_found) {
+        mx__build_simple(r, 404, NULL, NULL, 0);
+        return;
+    }
+    if (r->kind == MX_REQ_METHOD_NOT_ALLOWED && !s->cfg.route_not_allowed) {
+        char extra[600];
+        int n = snprintf(extra, sizeof(extra), "Allow: %.*s\r\n", (int)r->allow_len, r->allow);
+        MX_UNUSED(n);
+        mx__build_simple(r, 405, extra, NULL, 0);
+        return;
+    }
+    r->dispatched = 1;
+    mx_req_incref(r); /* the pool's reference */
+    mx__pool_push(s, r);
+}
+
+static size_t body_limit_for(mx_server_t *s, mx_req_t *r) {
+    if (r->kind == MX_REQ_ROUTE && s->route_max_body && r->route_id >= 0 &&
+        (size_t)r->route_id < s->n_route_max_body)
+        return s->route_max_body[r->route_id];
+    return s->cfg.max_body_len;
+}
+
+static int grow_body(mx_conn_t *c, size_t need) {
+    mx_req_t *r = c->cur;
+    if (need <= c->body_cap)
+        return 0;
+    size_t cap = c->body_cap ? c->body_cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    char *b = realloc(r->body, cap);
+    if (!b)
+        return MX_ENOMEM;
+    r->body = b;
+    c->body_cap = cap;
+    return 0;
+}
+
+/* Parses one request head at rbuf[rpos..). Returns 1 when it made progress, 0 when it needs
+ * more input. */
+static int parse_head(mx_conn_t *c) {
+    mx_server_t *s = c->server;
+    mx_http1_request_t h;
+    mx_http1_info_t info;
+    int status = 400;
+    size_t avail = c->rlen - c->rpos;
+    int rc = mx_http1_parse_request(c->rbuf + c->rpos, avail, s->cfg.max_headers_len,
+                                    s->cfg.max_target_len, &h, &status);
+    if (rc == MX_HTTP1_PARTIAL) {
+        mx__timer_set(c, MX_TIMER_HEAD, s->cfg.header_timeout);
+        return 0;
+    }
+    if (rc < 0) {
+        reject(c, status);
+        return 1;
+    }
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (mx_http1_analyze(&h, &info, &status) != 0) {
+        reject(c, status);
+        return 1;
+    }
+    mx_req_t *r = mx__req_new(s, c, &h, (size_t)rc);
+    if (!r) {
+        mx__conn_close(c);
+        return 1;
+    }
+    pipe_append(c, r);
+    c->cur = r;
+    c->rpos += (size_t)rc;
+    if (!r->path) { /* a request-target we cannot serve (not origin, absolute or '*' form) */
+        reject(c, 400);
+        return 1;
+    }
+    r->keep_alive = info.keep_alive;
+    if (!info.keep_alive)
+        c->no_more_requests = 1;
+
+    /* Route before reading the body: the route decides the body limit. */
+    if (s->router) {
+        mx_route_match_t m;
+        int mr = mx_router_match(s->router, r->method, r->method_len, r->path, r->path_len,
+                                 r->param_buf, r->path_len, &m);
+        if (mr == MX_ROUTE_FOUND) {
+            r->kind = MX_REQ_ROUTE;
+            r->route_id = m.route_id;
+            r->num_params = m.num_params;
+            memcpy(r->params, m.params, m.num_params * sizeof(m.params[0]));
+        } else if (mr == MX_ROUTE_METHOD_NOT_ALLOWED) {
+            r->kind = MX_REQ_METHOD_NOT_ALLOWED;
+            memcpy(r->allow, m.allow, m.allow_len);
+            r->allow_len = m.allow_len;
+        } else {
+            r->kind = MX_REQ_NOT_FOUND;
+        }
+    }
+
+    c->body_limit = body_limit_for(s, r);
+    c->body_cap = 0;
+    c->continue_sent = 0;
+    if (info.chunked) {
+        memset(&c->chunked, 0, sizeof(c->chunked));
+        c->state = MX_CONN_BODY_CHUNKED;
+    } else if (info.content_length > 0) {
+        if ((uint64_t)info.content_length > c->body_limit) {
+            reject(c, 413);
+            return 1;
+        }
+        c->body_remaining = (uint64_t)info.content_length;
+        if (grow_body(c, (size_t)info.content_length) != 0) {
+            reject(c, 413);
+            return 1;
+        }
+        c->state = MX_CONN_BODY_CL;
+    } else {
+        finish_request(c, r);
+        return 1;
+    }
+    /* The client waits for 100 Continue before sending the body (RFC 9110 10.1.1); it is sent
+     * when every earlier response is out (see flush), and only if the body is not here yet. */
+    if (!info.expect_continue)
+        c->continue_sent = 1;
+    return 1;
+}
+
+static int read_body_cl(mx_conn_t *c) {
+    mx_req_t *r = c->cur;
+    size_t avail = c->rlen - c->rpos;
+    if (avail == 0)
+        return 0;
+    size_t take = avail < c->body_remaining ? avail : (size_t)c->body_remaining;
+    memcpy(r->body + r->body_len, c->rbuf + c->rpos, take);
+    r->body_len += take;
+    c->rpos += take;
+    c->body_remaining -= take;
+    c->continue_sent = 1; /* the client sent the body anyway */
+    if (c->body_remaining == 0)
+        finish_request(c, r);
+    return 1;
+}
+
+static int read_body_chunked(mx_conn_t *c) {
+    mx_req_t *r = c->cur;
+    size_t avail = c->rlen - c->rpos;
+    if (avail == 0)
+        return 0;
+    c->continue_sent = 1;
+    if (grow_body(c, r->body_len + avail) != 0) {
+        reject(c, 413);
+        return 1;
+    }
+    size_t out_len = 0;
+    int done = 0;
+    ssize_t used = mx_chunked_decode(&c->chunked, c->rbuf + c->rpos, avail, r->body + r->body_len,
+                                     &out_len, &done);
+    if (used < 0) {
+        reject(c, 400);
+        return 1;
+    }
+    r->body_len += out_len;
+    c->rpos += (size_t)used;
+    if (r->body_len > c->body_limit) {
+        reject(c, 413);
+        return 1;
+    }
+    if (done)
+        finish_request(c, r);
+    return used > 0 || done;
+}
+
+/* Parses as many requests as the buffered input and the pipeline bound allow. */
+static void process_input(mx_conn_t *c) {
+    mx_server_t *s = c->server;
+    for (;;) {
+        if (c->closing)
+            return;
+        int progress = 0;
+        switch (c->state) {
+        case MX_CONN_HEAD:
+            if (c->no_more_requests) {
+                c->rpos = c->rlen; /* never parse past a request that closes the connection */
+                return;
+            }
+            if (c->rpos == c->rlen)
+                return;
+            if (c->inflight >= s->cfg.max_pipeline) {
+                c->read_paused = 1;
+                update_read_interest(c);
+                return;
+            }
+            progress = parse_head(c);
+            break;
+        case MX_CONN_BODY_CL:
+            progress = read_body_cl(c);
+            break;
+        case MX_CONN_BODY_CHUNKED:
+            progress = read_body_chunked(c);
+            break;
+        case MX_CONN_DRAIN:
+            c->rpos = c->rlen;
+            return;
+        }
+        if (!progress)
+            return;
+    }
+}
+
+static void start_linger(mx_conn_t *c) {
+    /* Half-close and read until the client closes: closing with unread input would make the
+     * kernel send RST, which can destroy the response before the client reads it. */
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = 1;
+    c->state = MX_CONN_DRAIN;
+    c->want_write = 0;
+    c->read_paused = 0;
+    update_read_interest(c);
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+    mx__timer_set(c, MX_TIMER_LINGER, LINGER_SECONDS);
+}
+
+/* Writes every ready response at the front of the pipeline. Returns 1 if a request left it. */
+static int flush(mx_conn_t *c) {
+    struct iovec iov[64];
+    int freed = 0;
+    while (!c->closing && !c->lingering) {
+        int n = 0;
+        size_t total = 0;
+        int with_continue = 0;
+        for (mx_req_t *r = c->pipe_head; r && r->resp_ready && n < 64; r = r->next_in_conn) {
+            iov[n].iov_base = r->resp + r->resp_off;
+            iov[n].iov_len = r->resp_len - r->resp_off;
+            total += iov[n].iov_len;
+            n++;
+            if (r->resp_close)
+                break;
+        }
+        if (n == 0 && c->cur && c->pipe_head == c->cur && !c->continue_sent) {
+            /* Only the request waiting for its body is left: now 100 Continue can go out. */
+            iov[0].iov_base = (void *)continue_line;
+            iov[0].iov_len = sizeof(continue_line) - 1;
+            total = iov[0].iov_len;
+            n = 1;
+            with_continue = 1;
+        }
+        if (n == 0)
+            break;
+        ssize_t w = writev(c->fd, iov, n);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!c->want_write) {
+                    c->want_write = 1;
+                    update_read_interest(c);
+                }
+                return freed;
+            }
+            if (errno == EINTR)
+                continue;
+            mx__conn_close(c);
+            return freed;
+        }
+        if (with_continue) {
+            /* a short write of 25 bytes is not worth a state: treat it as the client's problem */
+            c->continue_sent = 1;
+            continue;
+        }
+        size_t left = (size_t)w;
+        while (c->pipe_head && c->pipe_head->resp_ready) {
+            mx_req_t *r = c->pipe_head;
+            size_t rem = r->resp_len - r->resp_off;
+            if (left < rem) {
+                r->resp_off += left;
+                left = 0;
+                break;
+            }
+            left -= rem;
+            c->pipe_head = r->next_in_conn;
+            if (!c->pipe_head)
+                c->pipe_tail = NULL;
+            c->inflight--;
+            freed = 1;
+            int close_after = r->resp_close;
+            r->conn = NULL;
+            r->next_in_conn = NULL;
+            mx_req_decref(r);
+            if (close_after) {
+                start_linger(c);
+                return freed;
+            }
+            if (left == 0 && (!c->pipe_head || !c->pipe_head->resp_ready))
+                break;
+        }
+        if ((size_t)w < total) {
+            if (!c->want_write) {
+                c->want_write = 1;
+                update_read_interest(c);
+            }
+            return freed;
+        }
+    }
+    if (c->want_write && !c->closing && !c->lingering) {
+        c->want_write = 0;
+        update_read_interest(c);
+    }
+    return freed;
+}
+
+/* After input or output moved: parse what can be parsed, write what can be written, and set
+ * timers and read interest for what the connection now waits for. */
+static void pump(mx_conn_t *c) {
+    mx_server_t *s = c->server;
+    for (int rounds = 0; rounds < 64 && !c->closing && !c->lingering; rounds++) {
+        process_input(c);
+        if (c->closing || c->lingering)
+            return;
+        int freed = flush(c);
+        if (c->closing || c->lingering)
+            return;
+        if (c->read_paused && c->inflight < s->cfg.max_pipeline && !c->no_more_requests) {
+            c->read_paused = 0;
+            update_read_interest(c);
+            continue; /* buffered requests may be waiting */
+        }
+        if (!freed || c->rpos == c->rlen)
+            break;
+    }
+    if (c->closing || c->lingering)
+        return;
+    if (!c->pipe_head) {
+        if (c->no_more_requests || atomic_load(&s->stopping)) {
+            mx__conn_close(c);
+            return;
+        }
+        if (c->rpos == c->rlen && c->state == MX_CONN_HEAD)
+            mx__timer_set(c, MX_TIMER_IDLE, s->cfg.idle_timeout);
+    }
+    /* compact the input buffer */
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    }
+}
+
+void mx__conn_on_readable(mx_conn_t *c) {
+    mx_server_t *s = c->server;
+    if (c->lingering) {
+        char sink[4096];
+        ssize_t n = read(c->fd, sink, sizeof(sink));
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            mx__conn_close(c);
+        return;
+    }
+    if (c->read_paused)
+        return; /* EPOLLIN is off: a stale event from before the pause */
+    if (c->rlen == c->rcap) {
+        if (c->rpos > 0) {
+            memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+            c->rlen -= c->rpos;
+            c->rpos = 0;
+        } else {
+            /* The buffer holds one unfinished head (bounded by max_headers_len, which the parser
+             * enforces) or body bytes waiting to be copied; grow it moderately. */
+            size_t cap = c->rcap * 2;
+            if (cap > s->cfg.max_headers_len + 65536 && c->rcap >= s->cfg.max_headers_len + 65536)
+                cap = c->rcap; /* cannot happen while parsing keeps up; refuse to grow */
+            char *nb = cap > c->rcap ? realloc(c->rbuf, cap) : NULL;
+            if (!nb) {
+                mx__conn_close(c);
+                return;
+            }
+            c->rbuf = nb;
+            c->rcap = cap;
+        }
+    } else if (c->rpos > 0 && c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    }
+    ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    if (n == 0) {
+        /* The client finished sending. Answer what it already asked, then close. */
+        c->no_more_requests = 1;
+        if (c->state != MX_CONN_HEAD || c->rpos != c->rlen || !c->pipe_head) {
+            mx__conn_close(c);
+            return;
+        }
+        c->read_paused = 1;
+        update_read_interest(c);
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            mx__conn_close(c);
+        return;
+    }
+    c->rlen += (size_t)n;
+    if (c->state == MX_CONN_DRAIN) {
+        c->rpos = c->rlen = 0;
+        return;
+    }
+    if (c->timer_kind == MX_TIMER_IDLE)
+        mx__timer_set(c, MX_TIMER_NONE, 0);
+    pump(c);
+}
+
+void mx__conn_on_writable(mx_conn_t *c) { pump(c); }
+
+void mx__conn_response_ready(mx_conn_t *c) { pump(c); }
+
+void mx__conn_on_timeout(mx_conn_t *c, int kind) {
+    if (kind == MX_TIMER_HEAD && !c->pipe_head) {
+        reject(c, 408); /* RFC 9110 15.5.9 */
+        pump(c);
+        return;
+    }
+    mx__conn_close(c); /* idle keep-alive, or a lingering close that took too long */
+}

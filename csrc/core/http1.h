@@ -1,0 +1,116 @@
+/*
+ * http1.h: the HTTP/1.x request-head parser and the chunked body decoder.
+ *
+ * Pure functions over caller-owned memory: no allocation, no I/O, no globals, so any thread may
+ * call them and the fuzzers can drive them directly. The parser follows picohttpparser's shape
+ * (return bytes consumed, partial, or invalid) but is strict in the ways RFC 9112 allows a server
+ * to be: CRLF line endings only, no whitespace before a header colon, no obs-fold, no control
+ * bytes. Every rejection carries the HTTP status the client should get.
+ */
+#ifndef MX_HTTP1_H
+#define MX_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MX_HTTP1_PARTIAL (-2) /* need more bytes */
+#define MX_HTTP1_INVALID (-1) /* reject; *status holds 400/414/431/505 */
+
+/* Upper bound on the number of header fields a request may carry (more gives 431). */
+#define MX_HTTP1_MAX_HEADERS 100
+
+typedef struct mx_header {
+    const char *name; /* points into the parsed buffer; not NUL-terminated */
+    size_t name_len;
+    const char *value; /* leading and trailing SP/HTAB already trimmed */
+    size_t value_len;
+} mx_header_t;
+
+typedef struct mx_http1_request {
+    const char *method; /* points into the parsed buffer */
+    size_t method_len;
+    const char *target; /* the raw request-target, as sent */
+    size_t target_len;
+    int minor_version; /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+    size_t num_headers;
+    mx_header_t headers[MX_HTTP1_MAX_HEADERS];
+} mx_http1_request_t;
+
+/*
+ * Parses one request head (request line, header fields, and the empty line) from buf[0..len).
+ * Returns the number of bytes the head occupies (> 0) on success; MX_HTTP1_PARTIAL when the head
+ * is not complete yet and could still become valid; MX_HTTP1_INVALID when it cannot, with
+ * *status set to the response status:
+ *   400 malformed request line, method, target or header field (bare CR or LF, NUL and other
+ *       control bytes, whitespace between a field name and its colon, obs-fold, empty name)
+ *   414 request-target longer than max_target_len (detected even before the line is complete)
+ *   431 head longer than max_head_len, or more than MX_HTTP1_MAX_HEADERS fields
+ *   505 an HTTP version other than 1.0 or 1.1 (a well-formed "HTTP/x.y" that we do not speak)
+ * A head that is still PARTIAL once len >= max_head_len is INVALID (414 when the request line
+ * itself is unfinished and already longer than max_target_len, else 431).
+ * Leading empty lines before the request line are NOT skipped (RFC 9112 2.2 allows either). The
+ * parser may be called again from scratch with more bytes; it keeps no state.
+ */
+int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len,
+                           size_t max_target_len, mx_http1_request_t *req, int *status);
+
+/* What the server needs to know about a parsed head, read from its header fields. */
+typedef struct mx_http1_info {
+    int64_t content_length; /* -1 when absent */
+    unsigned chunked : 1;   /* Transfer-Encoding present and its last coding is chunked */
+    unsigned keep_alive : 1; /* default by version, then Connection: close / keep-alive */
+    unsigned expect_continue : 1; /* Expect: 100-continue */
+    unsigned upgrade : 1;   /* Connection contains the "upgrade" token and Upgrade is present */
+    unsigned num_host;      /* how many Host fields */
+    const char *host;       /* value of the first Host field, or NULL */
+    size_t host_len;
+} mx_http1_info_t;
+
+/*
+ * Reads the framing and connection fields of a parsed request (RFC 9112 6, 9.3; RFC 9110 10.1.1).
+ * Returns 0, or MX_HTTP1_INVALID with *status set:
+ *   400 Content-Length together with Transfer-Encoding; Content-Length repeated (even with
+ *       equal values, or comma-joined) or not a plain decimal number, or too large for int64;
+ *       a Transfer-Encoding whose final coding is not "chunked", or "chunked" applied twice;
+ *       Transfer-Encoding on HTTP/1.0; missing or repeated Host on HTTP/1.1
+ *   417 an Expect value other than 100-continue
+ *   501 a Transfer-Encoding coding we do not implement (anything but chunked before the final
+ *       chunked, e.g. "gzip, chunked") -- reported as 501 per RFC 9112 6.1
+ * Token comparisons are case-insensitive and handle comma-separated lists with optional
+ * whitespace, across repeated fields.
+ */
+int mx_http1_analyze(const mx_http1_request_t *req, mx_http1_info_t *info, int *status);
+
+/* Incremental chunked transfer-coding decoder (RFC 9112 7.1). Zero-initialize before use. */
+typedef struct mx_chunked {
+    int state;            /* private */
+    uint64_t remaining;   /* private: bytes left in the current chunk */
+    size_t line_len;      /* private: bytes of the current size/trailer line seen so far */
+    size_t trailer_len;   /* private: total trailer bytes seen */
+    int saw_digit;        /* private */
+} mx_chunked_t;
+
+/*
+ * Decodes chunked data from in[0..len): copies the chunk payload bytes to out (out must have room
+ * for len bytes; out may equal in, decoding in place), and sets *out_len to how many were written.
+ * Returns the number of input bytes consumed (0..len), or MX_HTTP1_INVALID on malformed input
+ * (bad hex, size overflow past 2^63-1, missing CRLF after data, a size line or trailer section
+ * longer than 4096 bytes, bare CR/LF). Sets *done = 1 once the last chunk and its trailer section
+ * (read and discarded) have been consumed; the bytes after that belong to the next request and
+ * are not consumed. Chunk extensions are skipped (but must be well-formed token[=value] pairs or
+ * quoted strings).
+ */
+ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out, size_t *out_len,
+                          int *done);
+
+/* Case-insensitive ASCII comparison of a header name against a lowercase literal. */
+int mx_http1_name_eq(const char *name, size_t len, const char *lower_lit, size_t lit_len);
+
+/* 1 when tok is a valid RFC 9110 token (tchar+), else 0. Used to validate response headers. */
+int mx_http1_is_token(const char *s, size_t len);
+
+/* 1 when s is a valid field value for a response (no CR, LF, NUL or other CTL but HTAB). */
+int mx_http1_is_field_value(const char *s, size_t len);
+
+#endif

@@ -1,0 +1,437 @@
+/*
+ * response.c: requests as shared objects, and the bytes of every response.
+ *
+ * mx__req_new and mx__build_simple run on the I/O thread. mx_req_respond runs on whichever thread
+ * the handler answers from (usually a worker); it builds the complete response (status line,
+ * headers, body, compressed when due) and posts it to the I/O thread, so the loop only writes.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+const char *mx_status_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 207: return "Multi-Status";
+    case 208: return "Already Reported";
+    case 226: return "IM Used";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 305: return "Use Proxy";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 418: return "I'm a teapot";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 506: return "Variant Also Negotiates";
+    case 507: return "Insufficient Storage";
+    case 508: return "Loop Detected";
+    case 510: return "Not Extended";
+    case 511: return "Network Authentication Required";
+    default: return "Unknown";
+    }
+}
+
+/* The IMF-fixdate for now (RFC 9110 5.6.7), cached per thread and refreshed once a second. */
+static const char *http_date(void) {
+    static _Thread_local time_t cached_sec = -1;
+    static _Thread_local char buf[40];
+    time_t now = time(NULL);
+    if (now != cached_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached_sec = now;
+    }
+    return buf;
+}
+
+void mx_req_incref(mx_req_t *r) { atomic_fetch_add_explicit(&r->refcnt, 1, memory_order_relaxed); }
+
+void mx_req_decref(mx_req_t *r) {
+    if (atomic_fetch_sub_explicit(&r->refcnt, 1, memory_order_acq_rel) == 1) {
+        free(r->body);
+        free(r->resp);
+        free(r);
+    }
+}
+
+void mx_req_done(mx_req_t *r) {
+    mx_server_t *s = r->server;
+    atomic_fetch_sub(&s->running, 1);
+    mx_req_decref(r);
+}
+
+const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len) {
+    for (size_t i = 0; i < r->num_headers; i++)
+        if (mx_http1_name_eq(r->headers[i].name, r->headers[i].name_len, lower_name, len))
+            return &r->headers[i];
+    return NULL;
+}
+
+static int starts_with_ci(const char *s, size_t len, const char *lit) {
+    size_t n = strlen(lit);
+    if (len < n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            ch = (char)(ch + 32);
+        if (ch != lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Splits the request-target (RFC 9112 3.2) into path and query; leaves path NULL for a form
+ * the server cannot serve. */
+static void split_target(mx_req_t *r) {
+    const char *t = r->target;
+    size_t n = r->target_len;
+    const char *p = NULL;
+    size_t plen = 0;
+    if (n > 0 && t[0] == '/') {
+        p = t;
+        plen = n;
+    } else if (n == 1 && t[0] == '*') {
+        p = t; /* asterisk-form: OPTIONS * (matched as the path "*") */
+        plen = 1;
+    } else if (starts_with_ci(t, n, "http://") || starts_with_ci(t, n, "https://")) {
+        /* absolute-form: the path starts at the first '/' after the authority */
+        size_t i = t[4] == ':' ? 7 : 8;
+        while (i < n && t[i] != '/' && t[i] != '?')
+            i++;
+        if (i < n && t[i] == '/') {
+            p = t + i;
+            plen = n - i;
+        } else {
+            p = "/"; /* "http://host" or "http://host?q" */
+            plen = 1;
+            if (i < n) {
+                r->query = t + i + 1;
+                r->query_len = n - i - 1;
+            }
+            r->path = p;
+            r->path_len = plen;
+            return;
+        }
+    } else {
+        return;
+    }
+    const char *q = memchr(p, '?', plen);
+    if (q) {
+        r->query = q + 1;
+        r->query_len = plen - (size_t)(q - p) - 1;
+        plen = (size_t)(q - p);
+    }
+    r->path = p;
+    r->path_len = plen;
+}
+
+/*
+ * A new request for connection c. With h NULL it is an empty placeholder for an error response.
+ * Copies the head so the connection's buffer can be reused; one allocation holds the request,
+ * the head bytes, the header array and the decoding scratch for path parameters.
+ */
+mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h, size_t head_len) {
+    size_t nh = h ? h->num_headers : 0;
+    size_t target_len = h ? h->target_len : 0;
+    size_t size = sizeof(mx_req_t) + nh * sizeof(mx_header_t) + head_len + target_len + 1;
+    mx_req_t *r = malloc(size);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof(*r));
+    atomic_init(&r->refcnt, 1); /* the connection's reference */
+    atomic_init(&r->responded, 0);
+    r->server = s;
+    r->conn = c;
+    r->minor_version = 1;
+    memcpy(r->remote_addr, c->remote_addr, sizeof(r->remote_addr));
+    r->remote_port = c->remote_port;
+    if (!h)
+        return r;
+    char *p = (char *)(r + 1);
+    r->headers = (mx_header_t *)p;
+    p += nh * sizeof(mx_header_t);
+    char *head = p;
+    /* Every pointer of h points into the connection buffer between the method and the end of
+     * the head; rebase them onto the copy. */
+    const char *base = h->method;
+    memcpy(head, base, head_len);
+    p += head_len;
+    r->param_buf = p;
+#define REBASE(ptr) (head + ((ptr) - base))
+    r->method = REBASE(h->method);
+    r->method_len = h->method_len;
+    r->target = REBASE(h->target);
+    r->target_len = h->target_len;
+    r->minor_version = h->minor_version;
+    r->num_headers = nh;
+    for (size_t i = 0; i < nh; i++) {
+        r->headers[i].name = REBASE(h->headers[i].name);
+        r->headers[i].name_len = h->headers[i].name_len;
+        r->headers[i].value = REBASE(h->headers[i].value);
+        r->headers[i].value_len = h->headers[i].value_len;
+    }
+#undef REBASE
+    r->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+    split_target(r);
+    if (s->cfg.compression) {
+        /* Accept-Encoding may be split over several fields; join them for the chooser. */
+        char joined[1024];
+        size_t jl = 0;
+        for (size_t i = 0; i < nh; i++) {
+            const mx_header_t *f = &r->headers[i];
+            if (!mx_http1_name_eq(f->name, f->name_len, "accept-encoding", 15))
+                continue;
+            if (jl && jl + 2 < sizeof(joined)) {
+                joined[jl++] = ',';
+                joined[jl++] = ' ';
+            }
+            size_t take = f->value_len < sizeof(joined) - jl ? f->value_len : sizeof(joined) - jl;
+            memcpy(joined + jl, f->value, take);
+            jl += take;
+        }
+        r->accept_enc = jl ? mx_compress_choose(joined, jl) : MX_ENC_NONE;
+    }
+    return r;
+}
+
+static int no_body_status(int status) {
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+/* I/O thread: a plain-text response made by the server itself (errors, 404/405 without custom
+ * handlers). extra_headers is NULL or CRLF-terminated lines. */
+int mx__build_simple(mx_req_t *r, int status, const char *extra_headers, const char *body,
+                     int close_conn) {
+    const char *reason = mx_status_reason(status);
+    if (!body)
+        body = reason;
+    size_t blen = strlen(body);
+    if (!extra_headers)
+        extra_headers = "";
+    mx_server_t *s = r->server;
+    if (!r->keep_alive || atomic_load(&s->stopping))
+        close_conn = 1;
+    size_t cap = 256 + strlen(extra_headers) + blen;
+    char *buf = malloc(cap);
+    if (!buf)
+        return MX_ENOMEM;
+    int n = snprintf(buf, cap,
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     "Content-Length: %zu\r\n%s%s\r\n",
+                     status, reason, http_date(), blen, extra_headers,
+                     close_conn ? "Connection: close\r\n"
+                                : (r->minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
+    size_t len = (size_t)n;
+    if (!r->is_head) {
+        memcpy(buf + len, body, blen);
+        len += blen;
+    }
+    atomic_store(&r->responded, 1);
+    free(r->resp);
+    r->resp = buf;
+    r->resp_len = len;
+    r->resp_off = 0;
+    r->resp_close = (unsigned)close_conn;
+    r->resp_ready = 1;
+    r->status = status;
+    r->resp_body_len = blen;
+    return 0;
+}
+
+static char *put(char *p, const char *s, size_t n) {
+    memcpy(p, s, n);
+    return p + n;
+}
+#define PUTLIT(p, lit) put((p), (lit), sizeof(lit) - 1)
+
+static int has_token_ci(const char *v, size_t len, const char *tok) {
+    size_t tl = strlen(tok);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end - start == tl && mx_http1_name_eq(v + start, tl, tok, tl))
+            return 1;
+    }
+    return 0;
+}
+
+int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
+                   const char *body, size_t body_len, int *bad_header) {
+    mx_server_t *s = r->server;
+    *bad_header = -1;
+    if (status < 200 || status > 999)
+        return MX_EINVAL;
+    const char *ctype = NULL;
+    size_t ctype_len = 0;
+    int has_date = 0, has_ce = 0, user_close = 0;
+    const mx_header_t *user_cl = NULL;
+    size_t hdr_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mx_header_t *f = &headers[i];
+        if (!mx_http1_is_token(f->name, f->name_len) ||
+            !mx_http1_is_field_value(f->value, f->value_len)) {
+            *bad_header = (int)i;
+            return MX_EINVAL;
+        }
+        if (mx_http1_name_eq(f->name, f->name_len, "transfer-encoding", 17)) {
+            *bad_header = (int)i;
+            return MX_EINVAL;
+        }
+        if (mx_http1_name_eq(f->name, f->name_len, "content-type", 12)) {
+            ctype = f->value;
+            ctype_len = f->value_len;
+        } else if (mx_http1_name_eq(f->name, f->name_len, "date", 4)) {
+            has_date = 1;
+        } else if (mx_http1_name_eq(f->name, f->name_len, "content-encoding", 16)) {
+            has_ce = 1;
+        } else if (mx_http1_name_eq(f->name, f->name_len, "connection", 10)) {
+            user_close |= has_token_ci(f->value, f->value_len, "close");
+        } else if (mx_http1_name_eq(f->name, f->name_len, "content-length", 14)) {
+            user_cl = f;
+        }
+        hdr_bytes += f->name_len + f->value_len + 4;
+    }
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&r->responded, &expected, 1))
+        return MX_EALREADY;
+
+    int has_body = !no_body_status(status);
+    if (!has_body)
+        body_len = 0;
+    /* Compression (RFC 9110 8.4): only for a body worth it, of a text-like type, when the
+     * handler did not encode it itself. The response varies by Accept-Encoding whenever it
+     * could have been compressed, so Vary goes out even when this client gets identity. */
+    int eligible = s->cfg.compression && has_body && !has_ce && body_len > MX_COMPRESS_MIN_LEN &&
+                   ctype && mx_compress_type_ok(ctype, ctype_len);
+    char *zbody = NULL;
+    size_t zlen = 0;
+    int enc = MX_ENC_NONE;
+    if (eligible && r->accept_enc != MX_ENC_NONE &&
+        mx_compress(r->accept_enc, body, body_len, -1, &zbody, &zlen) == 0) {
+        if (zlen < body_len) {
+            enc = r->accept_enc;
+            body = zbody;
+            body_len = zlen;
+        }
+    }
+    int close_conn = !r->keep_alive || user_close || atomic_load(&s->stopping);
+    int send_body = has_body && !r->is_head;
+    /* HEAD answered by the handler with an explicit Content-Length and no body: keep theirs. */
+    int keep_user_cl = user_cl && r->is_head && body_len == 0;
+
+    size_t cap = 128 + hdr_bytes + 64 + 64 + (send_body ? body_len : 0);
+    char *buf = malloc(cap);
+    if (!buf) {
+        free(zbody);
+        atomic_store(&r->responded, 0);
+        return MX_ENOMEM;
+    }
+    char *p = buf;
+    const char *reason = mx_status_reason(status);
+    p += snprintf(p, 64, "HTTP/1.1 %d ", status);
+    p = put(p, reason, strlen(reason));
+    p = PUTLIT(p, "\r\n");
+    for (size_t i = 0; i < n; i++) {
+        const mx_header_t *f = &headers[i];
+        if (f == user_cl && !keep_user_cl)
+            continue;
+        if (mx_http1_name_eq(f->name, f->name_len, "connection", 10))
+            continue;
+        p = put(p, f->name, f->name_len);
+        p = PUTLIT(p, ": ");
+        p = put(p, f->value, f->value_len);
+        p = PUTLIT(p, "\r\n");
+    }
+    if (!has_date) {
+        p = PUTLIT(p, "Date: ");
+        p = put(p, http_date(), 29);
+        p = PUTLIT(p, "\r\n");
+    }
+    if (enc == MX_ENC_GZIP)
+        p = PUTLIT(p, "Content-Encoding: gzip\r\n");
+    else if (enc == MX_ENC_DEFLATE)
+        p = PUTLIT(p, "Content-Encoding: deflate\r\n");
+    if (eligible)
+        p = PUTLIT(p, "Vary: Accept-Encoding\r\n");
+    if (has_body && !keep_user_cl)
+        p += snprintf(p, 48, "Content-Length: %zu\r\n", body_len);
+    if (close_conn)
+        p = PUTLIT(p, "Connection: close\r\n");
+    else if (r->minor_version == 0)
+        p = PUTLIT(p, "Connection: keep-alive\r\n");
+    p = PUTLIT(p, "\r\n");
+    if (send_body)
+        p = put(p, body, body_len);
+    free(zbody);
+
+    r->status = status;
+    r->resp_body_len = body_len;
+    r->resp = buf;
+    r->resp_len = (size_t)(p - buf);
+    r->resp_off = 0;
+    r->resp_close = (unsigned)close_conn;
+    mx_req_incref(r); /* the response queue's reference */
+    mx__post_response(s, r);
+    return 0;
+}

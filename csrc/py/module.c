@@ -1,0 +1,129 @@
+/*
+ * module.c: mummyx._mummyx, multi-phase initialisation, module state, exception types, and the
+ * module-level functions. Runs on whatever Python thread imports or calls it, with the GIL.
+ */
+#include "module.h"
+
+#include <errno.h>
+#include <string.h>
+
+static struct PyModuleDef pymx_module;
+
+mx_state *pymx_state_from_type(PyTypeObject *tp) {
+    PyObject *m = PyType_GetModule(tp);
+    return m ? (mx_state *)PyModule_GetState(m) : NULL;
+}
+
+/* Maps a core error code to a Python exception. */
+void pymx_raise_core_error(int rc, const char *what) {
+    switch (rc) {
+    case MX_ENOMEM:
+        PyErr_NoMemory();
+        break;
+    case MX_EINVAL:
+        PyErr_Format(PyExc_ValueError, "%s", what);
+        break;
+    case MX_EALREADY:
+        PyErr_Format(PyExc_RuntimeError, "%s", what);
+        break;
+    case MX_ESYS:
+        PyErr_SetFromErrno(PyExc_OSError);
+        break;
+    default:
+        PyErr_Format(PyExc_RuntimeError, "%s (error %d)", what, rc);
+    }
+}
+
+/* validate_pattern(pattern: str) -> None; raises ValueError with the router's reason. */
+static PyObject *validate_pattern(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "route pattern must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (!p)
+        return NULL;
+    char err[256] = "invalid route pattern";
+    if (mx_router_validate(p, (size_t)len, err, sizeof(err)) != 0) {
+        PyErr_SetString(PyExc_ValueError, err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* status_reason(status: int) -> str */
+static PyObject *status_reason(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    long st = PyLong_AsLong(arg);
+    if (st == -1 && PyErr_Occurred())
+        return NULL;
+    return PyUnicode_FromString(mx_status_reason((int)st));
+}
+
+static PyMethodDef pymx_methods[] = {
+    {"validate_pattern", validate_pattern, METH_O,
+     "validate_pattern(pattern)\n--\n\nRaise ValueError if pattern is not a valid route."},
+    {"status_reason", status_reason, METH_O,
+     "status_reason(status)\n--\n\nThe standard reason phrase of an HTTP status."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int pymx_exec(PyObject *m) {
+    mx_state *st = PyModule_GetState(m);
+    st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_core_spec, NULL);
+    if (!st->core_type || PyModule_AddType(m, st->core_type) < 0)
+        return -1;
+    st->request_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_request_spec, NULL);
+    if (!st->request_type || PyModule_AddType(m, st->request_type) < 0)
+        return -1;
+    st->connection_closed = PyErr_NewExceptionWithDoc(
+        "mummyx.ConnectionClosed", "The client connection is gone.", PyExc_ConnectionError, NULL);
+    if (!st->connection_closed)
+        return -1;
+    Py_INCREF(st->connection_closed);
+    if (PyModule_AddObject(m, "ConnectionClosed", st->connection_closed) < 0) {
+        Py_DECREF(st->connection_closed);
+        return -1;
+    }
+    return 0;
+}
+
+static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
+    mx_state *st = PyModule_GetState(m);
+    Py_VISIT(st->core_type);
+    Py_VISIT(st->request_type);
+    Py_VISIT(st->connection_closed);
+    return 0;
+}
+
+static int pymx_clear(PyObject *m) {
+    mx_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->core_type);
+    Py_CLEAR(st->request_type);
+    Py_CLEAR(st->connection_closed);
+    return 0;
+}
+
+static void pymx_free(void *m) { pymx_clear((PyObject *)m); }
+
+static PyModuleDef_Slot pymx_slots[] = {
+    {Py_mod_exec, pymx_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef pymx_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mummyx._mummyx",
+    .m_doc = "The C core of mummyx: an epoll HTTP/1.1 server with a native worker pool.",
+    .m_size = sizeof(mx_state),
+    .m_methods = pymx_methods,
+    .m_slots = pymx_slots,
+    .m_traverse = pymx_traverse,
+    .m_clear = pymx_clear,
+    .m_free = pymx_free,
+};
+
+PyMODINIT_FUNC PyInit__mummyx(void) { return PyModuleDef_Init(&pymx_module); }

@@ -1,0 +1,317 @@
+/*
+ * server.c: mummyx._mummyx.Core, the Python owner of one mx_server_t. mummyx.Server (Python)
+ * builds it from a Router and options; this file turns those into the core's route table and
+ * configuration, and starts and stops the server. Runs on the calling Python thread; every
+ * blocking call releases the GIL, because the workers need it to finish their requests.
+ */
+#include "module.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static int core_traverse(MxCoreObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->request_type);
+    for (Py_ssize_t i = 0; i < self->nroutes; i++)
+        Py_VISIT(self->routes[i].handler);
+    Py_VISIT(self->handler);
+    Py_VISIT(self->not_found);
+    Py_VISIT(self->not_allowed);
+    Py_VISIT(self->on_error);
+    Py_VISIT(self->on_no_response);
+    Py_VISIT(self->on_access);
+    Py_VISIT(self->json_dumps);
+    Py_VISIT(self->make_headers);
+    Py_VISIT(self->make_query);
+    return 0;
+}
+
+static int core_clear(MxCoreObject *self) {
+    /* Only reachable once the server is stopped: a running server's workers keep the Core
+     * alive through their requests, and Server.close() stops it first. */
+    for (Py_ssize_t i = 0; i < self->nroutes; i++)
+        Py_CLEAR(self->routes[i].handler);
+    Py_CLEAR(self->request_type);
+    Py_CLEAR(self->handler);
+    Py_CLEAR(self->not_found);
+    Py_CLEAR(self->not_allowed);
+    Py_CLEAR(self->on_error);
+    Py_CLEAR(self->on_no_response);
+    Py_CLEAR(self->on_access);
+    Py_CLEAR(self->json_dumps);
+    Py_CLEAR(self->make_headers);
+    Py_CLEAR(self->make_query);
+    return 0;
+}
+
+static void core_stop_nogil(MxCoreObject *self, double timeout) {
+    if (!self->server || !self->started || self->stopped)
+        return;
+    self->stopped = 1;
+    mx_server_t *s = self->server;
+    Py_BEGIN_ALLOW_THREADS
+    mx_server_stop(s, timeout);
+    Py_END_ALLOW_THREADS
+}
+
+static void core_dealloc(MxCoreObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    core_stop_nogil(self, 0.0);
+    if (self->server) {
+        mx_server_free(self->server);
+        self->server = NULL;
+    }
+    core_clear(self);
+    PyMem_Free(self->routes);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static int opt_callable(PyObject *o, const char *name) {
+    if (o && o != Py_None && !PyCallable_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be callable", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *none_to_null(PyObject *o) {
+    if (!o || o == Py_None)
+        return NULL;
+    Py_INCREF(o);
+    return o;
+}
+
+static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"routes", "handler", "not_found", "not_allowed", "on_error",
+                             "on_no_response", "on_access", "json_dumps", "make_headers",
+                             "make_query", "workers", "max_headers_len", "max_body_len",
+                             "compression", "header_timeout", "idle_timeout", "max_pipeline",
+                             "max_connections", "backlog", NULL};
+    PyObject *routes, *handler, *not_found, *not_allowed, *on_error, *on_no_response, *on_access;
+    PyObject *json_dumps, *make_headers, *make_query;
+    mx_config_t cfg;
+    mx_config_defaults(&cfg);
+    Py_ssize_t max_headers = (Py_ssize_t)cfg.max_headers_len;
+    Py_ssize_t max_body = (Py_ssize_t)cfg.max_body_len;
+    int compression = cfg.compression;
+    if (self->server) {
+        PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "OOOOOOOOOO|innpddiii:Core", kwlist, &routes, &handler, &not_found,
+            &not_allowed, &on_error, &on_no_response, &on_access, &json_dumps, &make_headers,
+            &make_query, &cfg.workers, &max_headers, &max_body, &compression, &cfg.header_timeout,
+            &cfg.idle_timeout, &cfg.max_pipeline, &cfg.max_connections, &cfg.backlog))
+        return -1;
+    if (opt_callable(handler, "handler") || opt_callable(not_found, "not_found_handler") ||
+        opt_callable(not_allowed, "method_not_allowed_handler") ||
+        opt_callable(on_error, "on_error") || opt_callable(on_no_response, "on_no_response") ||
+        opt_callable(on_access, "on_access"))
+        return -1;
+    if (cfg.workers < 1 || cfg.workers > 10000) {
+        PyErr_SetString(PyExc_ValueError, "workers must be between 1 and 10000");
+        return -1;
+    }
+    if (max_headers < 256) {
+        PyErr_SetString(PyExc_ValueError, "max_headers_len must be at least 256");
+        return -1;
+    }
+    if (max_body < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_body_len must not be negative");
+        return -1;
+    }
+    cfg.max_headers_len = (size_t)max_headers;
+    /* A request line that alone fills the head limit is reported as 414, not 431. */
+    cfg.max_target_len = (size_t)max_headers - 64;
+    cfg.max_body_len = (size_t)max_body;
+    cfg.compression = compression;
+    self->not_found = none_to_null(not_found);
+    self->not_allowed = none_to_null(not_allowed);
+    cfg.route_not_found = self->not_found != NULL;
+    cfg.route_not_allowed = self->not_allowed != NULL;
+    self->handler = none_to_null(handler);
+    self->on_error = none_to_null(on_error);
+    self->on_no_response = none_to_null(on_no_response);
+    self->on_access = none_to_null(on_access);
+    self->json_dumps = none_to_null(json_dumps);
+    self->make_headers = none_to_null(make_headers);
+    self->make_query = none_to_null(make_query);
+    self->interp = PyThreadState_Get()->interp;
+    mx_state *st = pymx_state_from_type(Py_TYPE(self));
+    if (!st)
+        return -1;
+    Py_INCREF(st->request_type);
+    self->request_type = st->request_type;
+
+    mx_router_t *router = NULL;
+    size_t *max_bodies = NULL;
+    Py_ssize_t n = 0;
+    if (routes != Py_None) {
+        PyObject *seq = PySequence_Fast(routes, "routes must be a sequence");
+        if (!seq)
+            return -1;
+        n = PySequence_Fast_GET_SIZE(seq);
+        self->routes = PyMem_Calloc((size_t)(n ? n : 1), sizeof(pymx_route_t));
+        max_bodies = PyMem_Calloc((size_t)(n ? n : 1), sizeof(size_t));
+        router = mx_router_new();
+        if (!self->routes || !max_bodies || !router) {
+            Py_DECREF(seq);
+            PyErr_NoMemory();
+            goto error;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+            const char *method, *pattern;
+            Py_ssize_t mlen, plen, route_max;
+            PyObject *h;
+            if (!PyArg_ParseTuple(item, "s#s#On;route must be (method, pattern, handler, max_body)",
+                                  &method, &mlen, &pattern, &plen, &h, &route_max)) {
+                Py_DECREF(seq);
+                goto error;
+            }
+            char err[256] = "invalid route";
+            int rc = mx_router_add(router, method, (size_t)mlen, pattern, (size_t)plen, (int)i, err,
+                                   sizeof(err));
+            if (rc != 0) {
+                Py_DECREF(seq);
+                pymx_raise_core_error(rc, err);
+                goto error;
+            }
+            Py_INCREF(h);
+            self->routes[i].handler = h;
+            self->nroutes = i + 1;
+            max_bodies[i] = route_max < 0 ? SIZE_MAX : (size_t)route_max;
+        }
+        Py_DECREF(seq);
+    } else if (!self->handler) {
+        PyErr_SetString(PyExc_TypeError, "either routes or handler is required");
+        goto error;
+    }
+    mx_hooks_t hooks;
+    pymx_bridge_hooks(self, &hooks);
+    self->server = mx_server_new(&cfg, router, max_bodies, (size_t)n, &hooks);
+    router = NULL; /* owned by the server now, even on failure */
+    PyMem_Free(max_bodies);
+    if (!self->server) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+error:
+    mx_router_free(router);
+    PyMem_Free(max_bodies);
+    return -1;
+}
+
+static PyObject *core_listen_tcp(MxCoreObject *self, PyObject *args) {
+    const char *host;
+    int port;
+    if (!PyArg_ParseTuple(args, "zi:listen_tcp", &host, &port))
+        return NULL;
+    if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "server already started");
+        return NULL;
+    }
+    char err[256] = "";
+    int rc;
+    Py_BEGIN_ALLOW_THREADS /* getaddrinfo may block */
+    rc = mx_server_listen_tcp(self->server, host, port, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        PyErr_Format(PyExc_OSError, "%s", err);
+        return NULL;
+    }
+    return PyLong_FromLong(mx_server_port(self->server));
+}
+
+static PyObject *core_listen_unix(MxCoreObject *self, PyObject *arg) {
+    PyObject *bytes;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    char err[256] = "";
+    int rc = mx_server_listen_unix(self->server, PyBytes_AS_STRING(bytes), err, sizeof(err));
+    Py_DECREF(bytes);
+    if (rc != 0) {
+        PyErr_Format(PyExc_OSError, "%s", err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_start(MxCoreObject *self, PyObject *unused) {
+    (void)unused;
+    if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "server already started");
+        return NULL;
+    }
+    int rc = mx_server_start(self->server);
+    if (rc != 0) {
+        pymx_raise_core_error(rc, "cannot start the server");
+        return NULL;
+    }
+    self->started = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_stop(MxCoreObject *self, PyObject *arg) {
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    core_stop_nogil(self, timeout);
+    Py_RETURN_NONE;
+}
+
+static PyObject *core_wait(MxCoreObject *self, PyObject *arg) {
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred())
+        return NULL;
+    if (!self->started || self->stopped)
+        Py_RETURN_TRUE;
+    int done;
+    mx_server_t *s = self->server;
+    Py_BEGIN_ALLOW_THREADS
+    done = mx_server_wait(s, timeout);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(done);
+}
+
+static PyObject *core_get_port(MxCoreObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLong(self->server ? mx_server_port(self->server) : 0);
+}
+
+static PyMethodDef core_methods[] = {
+    {"listen_tcp", (PyCFunction)core_listen_tcp, METH_VARARGS, "listen_tcp(host, port) -> port"},
+    {"listen_unix", (PyCFunction)core_listen_unix, METH_O, "listen_unix(path)"},
+    {"start", (PyCFunction)core_start, METH_NOARGS, "start the I/O thread and the workers"},
+    {"stop", (PyCFunction)core_stop, METH_O, "stop(timeout): drain, then close everything"},
+    {"wait", (PyCFunction)core_wait, METH_O, "wait(timeout) -> True once stopped"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef core_getset[] = {
+    {"port", (getter)core_get_port, NULL, "the bound TCP port", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot core_slots[] = {
+    {Py_tp_doc, "The C server core behind mummyx.Server (internal)."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, core_init},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_methods, core_methods},
+    {Py_tp_getset, core_getset},
+    {0, NULL},
+};
+
+PyType_Spec pymx_core_spec = {
+    .name = "mummyx._mummyx.Core",
+    .basicsize = sizeof(MxCoreObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = core_slots,
+};

@@ -1,0 +1,353 @@
+"""Router and Server: the Python face of the C core (mummyx._mummyx.Core)."""
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+
+from . import _mummyx
+from ._structures import Headers, QueryParams
+
+logger = logging.getLogger("mummyx")
+access_logger = logging.getLogger("mummyx.access")
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_UNSET: Any = object()
+
+
+def _check_method(method: str) -> str:
+    if not isinstance(method, str) or not method or not set(method) <= _TCHARS:
+        raise ValueError(f"invalid HTTP method: {method!r}")
+    return method.upper()
+
+
+class Router:
+    """Routes requests to handlers by method and path pattern.
+
+    Routes are tried in registration order; the first match wins. Patterns: ``/literal``,
+    ``@name`` (captures one segment into ``request.path_params``), ``*`` (any one segment),
+    ``*.js`` / ``page_*`` (partial wildcards), ``**`` (one or more segments, may be followed by
+    literals: ``/a/**/b``). Invalid patterns raise ``ValueError`` when registered.
+    """
+
+    def __init__(self) -> None:
+        self._routes: List[Tuple[str, str, Handler, Any]] = []
+        self.not_found_handler: Optional[Callable[[Any], Any]] = None
+        self.method_not_allowed_handler: Optional[Callable[[Any], Any]] = None
+        self.error_handler: Optional[Callable[[Any, BaseException], Any]] = None
+
+    def add_route(
+        self,
+        method: str,
+        path: str,
+        handler: Optional[Handler] = None,
+        *,
+        max_body_len: Any = _UNSET,
+    ) -> Any:
+        """Register ``handler`` for ``method`` and ``path``; without a handler, a decorator.
+
+        ``max_body_len`` overrides the server's limit for this route (``None``: no limit).
+        """
+        method = _check_method(method)
+        _mummyx.validate_pattern(path)
+        if max_body_len is not _UNSET and max_body_len is not None:
+            if not isinstance(max_body_len, int) or max_body_len < 0:
+                raise ValueError("max_body_len must be a non-negative int or None")
+
+        def register(fn: H) -> H:
+            if not callable(fn):
+                raise TypeError(f"handler must be callable, not {type(fn).__name__}")
+            self._routes.append((method, path, fn, max_body_len))
+            return fn
+
+        if handler is None:
+            return register
+        register(handler)
+        return handler
+
+    def get(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("GET", path, handler, **kw)
+
+    def head(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("HEAD", path, handler, **kw)
+
+    def post(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("POST", path, handler, **kw)
+
+    def put(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("PUT", path, handler, **kw)
+
+    def delete(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("DELETE", path, handler, **kw)
+
+    def patch(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("PATCH", path, handler, **kw)
+
+    def options(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
+        return self.add_route("OPTIONS", path, handler, **kw)
+
+    @property
+    def routes(self) -> List[Tuple[str, str, Handler]]:
+        """The registered (method, pattern, handler) triples, in matching order."""
+        return [(m, p, h) for m, p, h, _ in self._routes]
+
+
+# ---- callbacks the C core runs on worker threads ----
+
+def _plain(request: Any, status: int) -> None:
+    if not request.responded:
+        try:
+            request.respond(status, {"Content-Type": "text/plain; charset=utf-8"},
+                            _mummyx.status_reason(status))
+        except RuntimeError:
+            pass  # another thread answered in the meantime
+
+
+def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
+    def on_error(request: Any, exc: BaseException) -> None:
+        logger.error("handler for %s %s raised", request.method, request.uri,
+                     exc_info=(type(exc), exc, exc.__traceback__))
+        error_handler = router.error_handler if router is not None else None
+        if error_handler is not None and not request.responded:
+            try:
+                result = error_handler(request, exc)
+                if result is not None and not request.responded:
+                    _respond_value(request, result)
+            except Exception:
+                logger.exception("error_handler raised while handling %s %s",
+                                 request.method, request.uri)
+        _plain(request, 500)
+    return on_error
+
+
+def _respond_value(request: Any, value: Any) -> None:
+    if isinstance(value, str):
+        request.respond(200, None, value)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        request.respond(200, {"Content-Type": "application/octet-stream"}, bytes(value))
+    elif isinstance(value, (dict, list)):
+        request.respond(200, {"Content-Type": "application/json"}, _json_dumps(value))
+    else:
+        raise TypeError(f"cannot send a {type(value).__name__} as a response")
+
+
+def _on_no_response(request: Any) -> None:
+    logger.warning("handler for %s %s returned without responding; sent 500",
+                   request.method, request.uri)
+    _plain(request, 500)
+
+
+def _on_access(request: Any, seconds: float) -> None:
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    now = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+    status = request.status if request.status is not None else "-"
+    access_logger.info('%s - - [%s] "%s %s %s" %s %d %.6f', request.remote_addr or "-", now,
+                       request.method, request.uri, request.http_version, status,
+                       request.response_length, seconds)
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _make_headers(items: List[Tuple[str, str]]) -> Headers:
+    return Headers(items)
+
+
+def _make_query(qs: str) -> QueryParams:
+    return QueryParams(qs)
+
+
+_live_servers: "weakref.WeakSet[Server]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Native workers must be joined before the interpreter finalizes (STYLE rule 6).
+    for server in list(_live_servers):
+        try:
+            server.close(timeout=1.0)
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+def _default_workers() -> int:
+    return max(4, 10 * (os.cpu_count() or 1))
+
+
+class Server:
+    """An HTTP/1.1 server running ``handler`` (a Router, or any callable taking a Request).
+
+    The C core runs one I/O thread and ``workers`` native worker threads; handlers may block.
+    """
+
+    def __init__(
+        self,
+        handler: Union[Router, Callable[[Any], Any]],
+        *,
+        websocket_handler: Optional[Callable[..., Any]] = None,
+        workers: Optional[int] = None,
+        max_headers_len: int = 8192,
+        max_body_len: int = 1048576,
+        max_message_len: int = 65536,
+        compression: bool = True,
+        access_log: bool = False,
+        header_timeout: float = 10.0,
+        idle_timeout: float = 60.0,
+        max_pipeline: int = 16,
+        max_connections: int = 10000,
+        backlog: int = 1024,
+    ) -> None:
+        if not isinstance(handler, Router) and not callable(handler):
+            raise TypeError("handler must be a Router or a callable taking a Request")
+        if workers is None:
+            workers = _default_workers()
+        self.handler = handler
+        self.websocket_handler = websocket_handler
+        self.workers = workers
+        self.max_message_len = max_message_len
+        self.access_log = access_log
+        router = handler if isinstance(handler, Router) else None
+        routes = None
+        if router is not None:
+            routes = [
+                (m, p, h, max_body_len if mb is _UNSET else (-1 if mb is None else mb))
+                for m, p, h, mb in router._routes
+            ]
+        self._core = _mummyx.Core(
+            routes,
+            None if router is not None else handler,
+            router.not_found_handler if router is not None else None,
+            router.method_not_allowed_handler if router is not None else None,
+            _make_on_error(router),
+            _on_no_response,
+            _on_access if access_log else None,
+            _json_dumps,
+            _make_headers,
+            _make_query,
+            workers=workers,
+            max_headers_len=max_headers_len,
+            max_body_len=max_body_len,
+            compression=bool(compression),
+            header_timeout=float(header_timeout),
+            idle_timeout=float(idle_timeout),
+            max_pipeline=max_pipeline,
+            max_connections=max_connections,
+            backlog=backlog,
+        )
+        self._host: Optional[str] = None
+        self._unix: Optional[str] = None
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ---- lifecycle ----
+
+    def _bind_and_start(self, port: int, host: Optional[str], unix: Optional[str]) -> None:
+        with self._lock:
+            if self._started:
+                raise RuntimeError("server already started")
+            if self._closed:
+                raise RuntimeError("server is closed")
+            if unix is not None:
+                self._core.listen_unix(os.fspath(unix))
+                self._unix = os.fspath(unix)
+            else:
+                if not isinstance(port, int) or not 0 <= port <= 65535:
+                    raise ValueError(f"invalid port: {port!r}")
+                self._core.listen_tcp(host, port)
+                self._host = host
+            self._core.start()
+            self._started = True
+            _live_servers.add(self)
+
+    def start(self, port: int = 0, host: str = "127.0.0.1", *, unix: Optional[str] = None) -> "Server":
+        """Bind and serve in the background; returns the server (``port``, ``url``)."""
+        self._bind_and_start(port, host, unix)
+        return self
+
+    def serve(self, port: int = 8080, host: str = "localhost", *, unix: Optional[str] = None) -> None:
+        """Bind and serve until Ctrl-C (raises KeyboardInterrupt after draining) or SIGTERM
+        (returns normally after draining)."""
+        self._bind_and_start(port, host, unix)
+        terminated = threading.Event()
+        previous = None
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main:
+            def on_term(signum: int, frame: Any) -> None:
+                terminated.set()
+            try:
+                previous = signal.signal(signal.SIGTERM, on_term)
+            except (ValueError, OSError):  # pragma: no cover
+                in_main = False
+        logger.info("serving on %s", self.url)
+        try:
+            while not terminated.is_set():
+                if self._core.wait(0.2):
+                    break
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
+        self.close()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout`` seconds), then close
+        every connection and join every thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._started:
+            self._core.stop(float(timeout))
+        _live_servers.discard(self)
+
+    def __enter__(self) -> "Server":
+        if not self._started:
+            self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- address ----
+
+    @property
+    def port(self) -> int:
+        """The bound TCP port (0 before start or for a Unix socket)."""
+        return int(self._core.port)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the bound address (``unix:/path`` for a Unix socket)."""
+        if self._unix is not None:
+            return f"unix:{self._unix}"
+        host = self._host or "127.0.0.1"
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("running" if self._started else "new")
+        where = self.url if self._started else ""
+        return f"<mummyx.Server {state} {where}>".replace("  ", " ")

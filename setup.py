@@ -1,0 +1,39 @@
+"""Builds mummyx._mummyx, the C core and its CPython binding, from csrc/."""
+import glob
+import os
+
+from setuptools import Extension, setup
+
+# MUMMYX_SANITIZE=1 builds with ASan+UBSan (see .ci/run); MUMMYX_DEBUG=1 without optimisation.
+sanitize = os.environ.get("MUMMYX_SANITIZE") == "1"
+debug = os.environ.get("MUMMYX_DEBUG") == "1" or sanitize
+werror = os.environ.get("MUMMYX_WERROR") == "1"
+
+cflags = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+          "-Wno-cast-function-type", "-fvisibility=hidden"]
+ldflags = []
+if werror:
+    cflags.append("-Werror")
+if debug:
+    cflags += ["-O1", "-g", "-fno-omit-frame-pointer"]
+else:
+    cflags += ["-O2"]
+if sanitize:
+    cflags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    ldflags += ["-fsanitize=address,undefined"]
+
+sources = sorted(glob.glob("csrc/core/*.c")) + sorted(glob.glob("csrc/py/*.c"))
+
+setup(
+    ext_modules=[
+        Extension(
+            "mummyx._mummyx",
+            sources=sources,
+            include_dirs=["csrc/core"],
+            libraries=["z", "pthread"],
+            extra_compile_args=cflags,
+            extra_link_args=ldflags,
+            depends=sorted(glob.glob("csrc/core/*.h") + glob.glob("csrc/py/*.h")),
+        )
+    ],
+)

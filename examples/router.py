@@ -93,4 +93,7 @@ if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
     server = Server(router)
     print(f"Serving on http://localhost:{port}/ (Ctrl-C to stop)")
-    server.serve(port)
+    try:
+        server.serve(port)
+    except KeyboardInterrupt:
+        pass  # serve() has already let in-flight requests finish and closed the server

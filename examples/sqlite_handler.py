@@ -2,9 +2,10 @@
 
 Handlers run on a pool of worker threads, never on the thread doing network I/O,
 so a handler may block (a database query, a file read, a call to another
-service) without stalling other connections. sqlite3 releases the GIL while it
-runs a query, so several queries proceed at once. A sqlite3 connection must stay
-on the thread that made it, so each worker opens its own (threading.local).
+service) without stalling other connections. sqlite3 releases the GIL while a
+query runs, so other handlers, other queries included, carry on meanwhile. A
+sqlite3 connection must stay on the thread that made it, so each worker opens
+its own (threading.local).
 
 The database is a temporary file, created and filled at startup, removed on exit.
 
@@ -121,5 +122,7 @@ if __name__ == "__main__":
     print(f"Serving on http://localhost:{port}/users (Ctrl-C to stop)")
     try:
         server.serve(port)
+    except KeyboardInterrupt:
+        pass  # serve() has already let in-flight requests finish and closed the server
     finally:
         shutil.rmtree(db_dir, ignore_errors=True)

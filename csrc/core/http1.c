@@ -34,19 +34,19 @@ enum {
 #define MX__ALPHA(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z'))
 #define MX__DIGIT(c) ((c) >= '0' && (c) <= '9')
 #define MX__TCHAR(c)                                                                               \
-    (MX__ALPHA(c) || MX__DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||      \
+    (MX__ALPHA(c) || MX__DIGIT(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' ||       \
      (c) == '&' || (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' ||          \
      (c) == '^' || (c) == '_' || (c) == '`' || (c) == '|' || (c) == '~')
 #define MX__HEX(c) (MX__DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define MX__VALUE(c) ((c) == '\t' || ((c) >= 0x20 && (c) != 0x7f))
 #define MX__QDTEXT(c) (MX__VALUE(c) && (c) != '"' && (c) != '\\')
 #define MX__HOST(c)                                                                                \
-    (MX__ALPHA(c) || MX__DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' ||      \
+    (MX__ALPHA(c) || MX__DIGIT(c) || (c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' ||       \
      (c) == '!' || (c) == '$' || (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' ||          \
      (c) == '*' || (c) == '+' || (c) == ',' || (c) == ';' || (c) == '=' || (c) == '%' ||           \
      (c) == ':' || (c) == '[' || (c) == ']')
 #define MX__CLS(c)                                                                                 \
-    ((MX__TCHAR(c) ? MX__C_TCHAR : 0) | ((c) >= 0x21 && (c) <= 0x7e ? MX__C_TARGET : 0) |         \
+    ((MX__TCHAR(c) ? MX__C_TCHAR : 0) | ((c) >= 0x21 && (c) <= 0x7e ? MX__C_TARGET : 0) |          \
      (MX__VALUE(c) ? MX__C_VALUE : 0) | (MX__HEX(c) ? MX__C_HEX : 0) |                             \
      (MX__QDTEXT(c) ? MX__C_QDTEXT : 0) | (MX__HOST(c) ? MX__C_HOST : 0))
 #define MX__R4(b) MX__CLS(b), MX__CLS((b) + 1), MX__CLS((b) + 2), MX__CLS((b) + 3)
@@ -99,13 +99,13 @@ static inline uint64_t mx__swar_not_value(uint64_t x) {
  *   target:  0x21-0x7E+ then one SP                     (byte max_target_len + 1 -> 414)
  *   version: "HTTP/" DIGIT "." DIGIT CR LF              (mismatch -> 400; at the LF, not 1.0/1.1
  *                                                        -> 505)
- *   fields:  line start: CR -> LF ends the head; SP/HTAB -> 400 (obs-fold, RFC 9112 5.2, or
- *            whitespace before the first field, 2.2); field number 101 -> 431; then
+ *   fields:  line start: CR -> LF ends the head; else, with 100 fields stored, 431; SP/HTAB
+ *            -> 400 (obs-fold, RFC 9112 5.2, or whitespace before the first field, 2.2); then
  *            tchar+ ":" OWS value CR LF                 (non-tchar before ':' -> 400)
  * Running out of bytes anywhere is PARTIAL, or 431/414 once the limit is reached.
  */
-int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len,
-                           size_t max_target_len, mx_http1_request_t *req, int *status) {
+int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len, size_t max_target_len,
+                           mx_http1_request_t *req, int *status) {
     const unsigned char *const start = (const unsigned char *)buf;
     const unsigned char *p = start;
     if (max_head_len > INT_MAX) /* the head length is returned as an int */
@@ -269,13 +269,18 @@ bad:
  * Framing and connection fields (RFC 9112 6, 9.3; RFC 9110 7.2, 7.8, 10.1.1)
  * ------------------------------------------------------------------------------------------- */
 
-int mx_http1_name_eq(const char *name, size_t len, const char *lower_lit, size_t lit_len) {
+/* Inlined by analyze(); the exported mx_http1_name_eq wraps it. */
+static inline int mx__name_eq(const char *name, size_t len, const char *lower_lit, size_t lit_len) {
     if (len != lit_len)
         return 0;
     for (size_t i = 0; i < len; i++)
         if (mx__lower((unsigned char)name[i]) != (unsigned char)lower_lit[i])
             return 0;
     return 1;
+}
+
+int mx_http1_name_eq(const char *name, size_t len, const char *lower_lit, size_t lit_len) {
+    return mx__name_eq(name, len, lower_lit, lit_len);
 }
 
 int mx_http1_is_token(const char *s, size_t len) {
@@ -294,7 +299,7 @@ int mx_http1_is_field_value(const char *s, size_t len) {
     return 1;
 }
 
-#define MX__EQ(s, n, lit) mx_http1_name_eq((s), (n), lit, sizeof(lit) - 1)
+#define MX__EQ(s, n, lit) mx__name_eq((s), (n), lit, sizeof(lit) - 1)
 
 /*
  * Steps through a comma-separated list (RFC 9110 5.6.1), across one field value. Empty elements
@@ -416,7 +421,7 @@ int mx_http1_analyze(const mx_http1_request_t *req, mx_http1_info_t *info, int *
                     size_t k = n;
                     while (k < el_len && (el[k] == ' ' || el[k] == '\t'))
                         k++;
-                    if (n == 0 || is_chunked || el[k] != ';')
+                    if (n == 0 || is_chunked || k == el_len || el[k] != ';')
                         bad = 1;
                 }
                 te_codings++;
@@ -482,32 +487,32 @@ int mx_http1_analyze(const mx_http1_request_t *req, mx_http1_info_t *info, int *
  *   trailer-section = *( field-line CRLF ), then CRLF
  */
 enum {
-    MX__CH_SIZE_START = 0,  /* first hex digit of a size (zero-initialized state) */
-    MX__CH_SIZE,            /* more hex digits */
-    MX__CH_SIZE_BWS,        /* BWS that must be followed by ';' */
-    MX__CH_EXT_NAME_BWS,    /* after ';': BWS, then a name */
-    MX__CH_EXT_NAME,        /* in a name */
-    MX__CH_EXT_AFTER_NAME,  /* BWS after a name: '=' or ';' next */
-    MX__CH_EXT_VAL_BWS,     /* after '=': BWS, then a token or a quoted string */
-    MX__CH_EXT_VAL_TOKEN,   /* in a token value */
-    MX__CH_EXT_QS,          /* in a quoted-string value */
-    MX__CH_EXT_QS_ESC,      /* after a backslash in a quoted string */
-    MX__CH_EXT_AFTER_QS,    /* after the closing quote */
-    MX__CH_SIZE_LF,         /* after the CR that ends the size line */
-    MX__CH_DATA,            /* copying remaining payload bytes */
-    MX__CH_DATA_CR,         /* CRLF that must follow the payload */
+    MX__CH_SIZE_START = 0, /* first hex digit of a size (zero-initialized state) */
+    MX__CH_SIZE,           /* more hex digits */
+    MX__CH_SIZE_BWS,       /* BWS that must be followed by ';' */
+    MX__CH_EXT_NAME_BWS,   /* after ';': BWS, then a name */
+    MX__CH_EXT_NAME,       /* in a name */
+    MX__CH_EXT_AFTER_NAME, /* BWS after a name: '=' or ';' next */
+    MX__CH_EXT_VAL_BWS,    /* after '=': BWS, then a token or a quoted string */
+    MX__CH_EXT_VAL_TOKEN,  /* in a token value */
+    MX__CH_EXT_QS,         /* in a quoted-string value */
+    MX__CH_EXT_QS_ESC,     /* after a backslash in a quoted string */
+    MX__CH_EXT_AFTER_QS,   /* after the closing quote */
+    MX__CH_SIZE_LF,        /* after the CR that ends the size line */
+    MX__CH_DATA,           /* copying remaining payload bytes */
+    MX__CH_DATA_CR,        /* CRLF that must follow the payload */
     MX__CH_DATA_LF,
-    MX__CH_TRAILER_START,   /* start of a trailer line, or the final CRLF */
-    MX__CH_TRAILER_NAME,    /* in a field name */
-    MX__CH_TRAILER_VALUE,   /* after the colon, up to CR */
-    MX__CH_TRAILER_LF,      /* after the CR of a field line */
-    MX__CH_END_LF,          /* after the CR of the final empty line */
-    MX__CH_DONE,            /* body complete; nothing more is consumed */
-    MX__CH_ERROR,           /* sticky: every later call fails too */
+    MX__CH_TRAILER_START, /* start of a trailer line, or the final CRLF */
+    MX__CH_TRAILER_NAME,  /* in a field name */
+    MX__CH_TRAILER_VALUE, /* after the colon, up to CR */
+    MX__CH_TRAILER_LF,    /* after the CR of a field line */
+    MX__CH_END_LF,        /* after the CR of the final empty line */
+    MX__CH_DONE,          /* body complete; nothing more is consumed */
+    MX__CH_ERROR,         /* sticky: every later call fails too */
 };
 
-#define MX__CH_MAX_LINE 4096      /* a size line or a trailer line, CRLF included */
-#define MX__CH_MAX_TRAILER 16384  /* the whole trailer section, final CRLF included */
+#define MX__CH_MAX_LINE 4096     /* a size line or a trailer line, CRLF included */
+#define MX__CH_MAX_TRAILER 16384 /* the whole trailer section, final CRLF included */
 
 ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out, size_t *out_len,
                           int *done) {

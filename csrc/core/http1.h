@@ -15,7 +15,7 @@
 #include <sys/types.h>
 
 #define MX_HTTP1_PARTIAL (-2) /* need more bytes */
-#define MX_HTTP1_INVALID (-1) /* reject; *status holds 400/414/431/505 */
+#define MX_HTTP1_INVALID (-1) /* reject; *status holds the response status (see each function) */
 
 /* Upper bound on the number of header fields a request may carry (more gives 431). */
 #define MX_HTTP1_MAX_HEADERS 100
@@ -39,31 +39,44 @@ typedef struct mx_http1_request {
 
 /*
  * Parses one request head (request line, header fields, and the empty line) from buf[0..len).
- * Returns the number of bytes the head occupies (> 0) on success; MX_HTTP1_PARTIAL when the head
- * is not complete yet and could still become valid; MX_HTTP1_INVALID when it cannot, with
- * *status set to the response status:
+ * Returns the number of bytes the head occupies (> 0, at most max_head_len) on success;
+ * MX_HTTP1_PARTIAL when the head is not complete yet and could still become valid;
+ * MX_HTTP1_INVALID when it cannot, with *status set to the response status:
  *   400 malformed request line, method, target or header field (bare CR or LF, NUL and other
- *       control bytes, whitespace between a field name and its colon, obs-fold, empty name)
+ *       control bytes, whitespace between a field name and its colon, obs-fold, empty name,
+ *       a request-target byte outside 0x21-0x7E, more than one SP between the parts)
  *   414 request-target longer than max_target_len (detected even before the line is complete)
  *   431 head longer than max_head_len, or more than MX_HTTP1_MAX_HEADERS fields
- *   505 an HTTP version other than 1.0 or 1.1 (a well-formed "HTTP/x.y" that we do not speak)
- * A head that is still PARTIAL once len >= max_head_len is INVALID (414 when the request line
- * itself is unfinished and already longer than max_target_len, else 431).
+ *   505 an HTTP version other than 1.0 or 1.1 (a well-formed "HTTP/d.d" CRLF that we do not
+ *       speak; a malformed version is a 400)
+ * *status is written only on MX_HTTP1_INVALID; *req is complete only on success (on PARTIAL or
+ * INVALID its contents are unspecified). Pointers in *req point into buf.
+ *
+ * Every verdict is decided by the first byte that makes it certain, and bytes at or beyond
+ * buf[max_head_len] are never read, so a prefix of a byte stream is PARTIAL exactly when it may
+ * still become valid, and every longer prefix gets the same verdict and status as the first one
+ * that was not PARTIAL: a client sending byte by byte gets the same answer as one sending it all
+ * at once. In detail: 414 comes at target byte max_target_len + 1 (even if a bad byte follows);
+ * 505 once the request line's CRLF is in; 431 for too many fields at the first byte of field 101.
+ * A head that is still PARTIAL once len >= max_head_len is INVALID: 414 when the parser is still
+ * inside the request line and max_head_len > max_target_len (the line alone is already longer
+ * than any acceptable target), else 431.
+ * len may exceed max_head_len (pipelined requests, a body); only the head is consumed.
  * Leading empty lines before the request line are NOT skipped (RFC 9112 2.2 allows either). The
  * parser may be called again from scratch with more bytes; it keeps no state.
  */
-int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len,
-                           size_t max_target_len, mx_http1_request_t *req, int *status);
+int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len, size_t max_target_len,
+                           mx_http1_request_t *req, int *status);
 
 /* What the server needs to know about a parsed head, read from its header fields. */
 typedef struct mx_http1_info {
-    int64_t content_length; /* -1 when absent */
-    unsigned chunked : 1;   /* Transfer-Encoding present and its last coding is chunked */
+    int64_t content_length;  /* -1 when absent */
+    unsigned chunked : 1;    /* Transfer-Encoding is exactly chunked (content_length is then -1) */
     unsigned keep_alive : 1; /* default by version, then Connection: close / keep-alive */
     unsigned expect_continue : 1; /* Expect: 100-continue */
-    unsigned upgrade : 1;   /* Connection contains the "upgrade" token and Upgrade is present */
-    unsigned num_host;      /* how many Host fields */
-    const char *host;       /* value of the first Host field, or NULL */
+    unsigned upgrade : 1;         /* HTTP/1.1, Connection has "upgrade" and Upgrade is non-empty */
+    unsigned num_host;            /* how many Host fields */
+    const char *host;             /* value of the first Host field, or NULL */
     size_t host_len;
 } mx_http1_info_t;
 
@@ -71,35 +84,45 @@ typedef struct mx_http1_info {
  * Reads the framing and connection fields of a parsed request (RFC 9112 6, 9.3; RFC 9110 10.1.1).
  * Returns 0, or MX_HTTP1_INVALID with *status set:
  *   400 Content-Length together with Transfer-Encoding; Content-Length repeated (even with
- *       equal values, or comma-joined) or not a plain decimal number, or too large for int64;
- *       a Transfer-Encoding whose final coding is not "chunked", or "chunked" applied twice;
- *       Transfer-Encoding on HTTP/1.0; missing or repeated Host on HTTP/1.1
- *   417 an Expect value other than 100-continue
+ *       equal values, or comma-joined), empty, or not a plain decimal number, or too large for
+ *       int64; a Transfer-Encoding whose final coding is not "chunked" (an empty one included),
+ *       "chunked" applied twice or given parameters, or a malformed coding; Transfer-Encoding
+ *       on HTTP/1.0; missing Host on HTTP/1.1; more than one Host, or a Host value with bytes
+ *       that cannot appear in uri-host [":" port], on any version (RFC 9112 3.2)
+ *   417 an Expect list holding anything other than 100-continue
  *   501 a Transfer-Encoding coding we do not implement (anything but chunked before the final
  *       chunked, e.g. "gzip, chunked") -- reported as 501 per RFC 9112 6.1
+ * When several apply, 400 wins over 501, and 501 over 417. *info is filled in either way.
  * Token comparisons are case-insensitive and handle comma-separated lists with optional
- * whitespace, across repeated fields.
+ * whitespace, across repeated fields; empty list elements are ignored (RFC 9110 5.6.1).
+ * HTTP/1.0 requests never get expect_continue (RFC 9110 10.1.1) nor upgrade (7.8).
  */
 int mx_http1_analyze(const mx_http1_request_t *req, mx_http1_info_t *info, int *status);
 
 /* Incremental chunked transfer-coding decoder (RFC 9112 7.1). Zero-initialize before use. */
 typedef struct mx_chunked {
-    int state;            /* private */
-    uint64_t remaining;   /* private: bytes left in the current chunk */
-    size_t line_len;      /* private: bytes of the current size/trailer line seen so far */
-    size_t trailer_len;   /* private: total trailer bytes seen */
-    int saw_digit;        /* private */
+    int state;          /* private */
+    uint64_t remaining; /* private: bytes left in the current chunk */
+    size_t line_len;    /* private: bytes of the current size/trailer line seen so far */
+    size_t trailer_len; /* private: total trailer bytes seen */
+    int saw_digit;      /* private (unused) */
 } mx_chunked_t;
 
 /*
  * Decodes chunked data from in[0..len): copies the chunk payload bytes to out (out must have room
  * for len bytes; out may equal in, decoding in place), and sets *out_len to how many were written.
- * Returns the number of input bytes consumed (0..len), or MX_HTTP1_INVALID on malformed input
- * (bad hex, size overflow past 2^63-1, missing CRLF after data, a size line or trailer section
- * longer than 4096 bytes, bare CR/LF). Sets *done = 1 once the last chunk and its trailer section
- * (read and discarded) have been consumed; the bytes after that belong to the next request and
- * are not consumed. Chunk extensions are skipped (but must be well-formed token[=value] pairs or
- * quoted strings).
+ * Returns the number of input bytes consumed, which is len unless the body ended inside in[]:
+ * then *done = 1 and the bytes after the final CRLF belong to the next request and are not
+ * consumed. Once done, later calls consume nothing and return 0 with *done = 1.
+ * Returns MX_HTTP1_INVALID on malformed input: a size that is not plain hex (no sign, "0x" or
+ * leading whitespace) or exceeds 2^63-1, a malformed extension, a missing CRLF after the data,
+ * a bare CR or LF, a trailer line that is not token ":" field-value, a size line or trailer
+ * line longer than 4096 bytes (CRLF included), or a trailer section longer than 16384 bytes.
+ * On INVALID, *done = 0 and *out_len still counts the payload written before the bad byte; the
+ * state is sticky, so every later call fails too.
+ * Chunk extensions (RFC 9112 7.1.1) are skipped but must be well-formed: BWS ";" BWS name
+ * [BWS "=" BWS (token / quoted-string)]; whitespace after the size is allowed only before ';'.
+ * The result does not depend on how the input is split across calls.
  */
 ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out, size_t *out_len,
                           int *done);

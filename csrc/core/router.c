@@ -40,6 +40,8 @@ typedef struct mx__seg {
 #define MX__NO_GLOB ((size_t)-1)
 #define MX__STR2(x) #x
 #define MX__STR(x) MX__STR2(x)
+#define MX__TOO_MANY_PARAMS                                                                        \
+    "too many parameters in route pattern (at most " MX__STR(MX_ROUTE_MAX_PARAMS) ")"
 
 typedef struct mx__route {
     mx__seg_t *segs; /* one allocation: segs[nsegs], then method, then pattern (owned) */
@@ -303,14 +305,13 @@ static int mx__not_allowed(const mx_router_t *r, const char *path, size_t n, int
 }
 
 /* Decodes the matched route's parameter values into scratch (each at its own raw offset). */
-static int mx__found(const mx__route_t *rt, const char *path, char *scratch,
-                     mx_route_match_t *m) {
+static int mx__found(const mx__route_t *rt, const char *path, char *scratch, mx_route_match_t *m) {
     m->route_id = rt->id;
     m->num_params = rt->nparams;
     for (size_t i = 0; i < rt->nparams; i++) {
         mx_route_param_t *p = &m->params[i];
-        p->value_len = mx_percent_decode(path + p->value_off, p->value_len,
-                                         scratch + p->value_off, 0);
+        p->value_len =
+            mx_percent_decode(path + p->value_off, p->value_len, scratch + p->value_off, 0);
     }
     return MX_ROUTE_FOUND;
 }
@@ -442,17 +443,17 @@ static int mx__parse(const char *pat, size_t len, mx__seg_t *segs, size_t *nsegs
                 FAIL("empty parameter name after '@'");
             for (size_t i = 1; i < n; i++) {
                 if (!mx__is_name_char((unsigned char)s[i]))
-                    return mx__pattern_error(err, errlen, "invalid character in parameter name",
-                                             s, n, " (names are made of A-Z, a-z, 0-9 and _)",
-                                             pat, len);
+                    return mx__pattern_error(err, errlen, "invalid character in parameter name", s,
+                                             n, " (names are made of A-Z, a-z, 0-9 and _)", pat,
+                                             len);
             }
             for (size_t i = 0; i < nparams; i++) {
                 if (name_lens[i] == n - 1 && memcmp(names[i], s + 1, n - 1) == 0)
-                    return mx__pattern_error(err, errlen, "duplicate parameter name", s + 1,
-                                             n - 1, NULL, pat, len);
+                    return mx__pattern_error(err, errlen, "duplicate parameter name", s + 1, n - 1,
+                                             NULL, pat, len);
             }
             if (nparams == MX_ROUTE_MAX_PARAMS)
-                FAIL("too many parameters in route pattern (at most " MX__STR(MX_ROUTE_MAX_PARAMS) ")");
+                FAIL(MX__TOO_MANY_PARAMS);
             names[nparams] = s + 1;
             name_lens[nparams] = n - 1;
             seg.kind = MX__SEG_PARAM;
@@ -558,13 +559,14 @@ int mx_router_add(mx_router_t *r, const char *method, size_t method_len, const c
     /* one block: the segments, then the method, then the pattern (the segments point into it) */
     size_t segs_size = nsegs * sizeof(mx__seg_t);
     mem = malloc(segs_size + method_len + pattern_len);
+    rc = MX_ENOMEM;
     if (!mem)
-        goto nomem;
+        goto error;
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 8;
         mx__route_t *routes = realloc(r->routes, cap * sizeof *routes);
         if (!routes)
-            goto nomem;
+            goto error;
         r->routes = routes;
         r->cap = cap;
     }
@@ -583,13 +585,11 @@ int mx_router_add(mx_router_t *r, const char *method, size_t method_len, const c
     r->n++;
     return 0;
 
-nomem:
-    rc = MX_ENOMEM;
-    if (err && errlen) {
+error:
+    if (rc == MX_ENOMEM && err && errlen) {
         mx__errw_t w = {err, errlen, 0};
         mx__err_str(&w, "out of memory");
     }
-error:
     free(mem);
     return rc;
 }

@@ -6,8 +6,8 @@
  *
  * Pattern syntax (Mummy's, made precise). A pattern starts with '/' and is split on '/' into
  * segments; a request path is split the same way, each of its segments is percent-decoded, and
- * the two are compared segment by segment. The kinds of pattern segment are (the examples are
- * in line comments because a slash-star inside a block comment would end it early):
+ * the two are compared segment by segment. The kinds of pattern segment are (in line comments,
+ * because a star-slash as in the glob example would end a block comment):
  */
 // literal    a segment equal byte for byte to the decoded request segment; the literal itself
 //            is not decoded ("/100%25" matches only a segment that decodes to "100%25")

@@ -114,8 +114,8 @@ static void invalid_at(const char *good, size_t ng, const char *bad, size_t nb, 
             return;
         }
         if (k > ng && (rc != MX_HTTP1_INVALID || st != status)) {
-            report(0, line, "prefix %zu (bad byte at %zu): rc %d status %d, want INVALID %d", k,
-                   ng, rc, st, status);
+            report(0, line, "prefix %zu (bad byte at %zu): rc %d status %d, want INVALID %d", k, ng,
+                   rc, st, status);
             return;
         }
     }
@@ -206,8 +206,8 @@ static void test_ows_trimming(void) {
     for (size_t i = 0; i < 8 && i < p.req.num_headers; i++) {
         const mx_header_t *h = &p.req.headers[i];
         CHECK(streq(h->name, h->name_len, want[i][0]), "name %zu", i);
-        CHECK(streq(h->value, h->value_len, want[i][1]), "value %zu: '%.*s'", i,
-              (int)h->value_len, h->value);
+        CHECK(streq(h->value, h->value_len, want[i][1]), "value %zu: '%.*s'", i, (int)h->value_len,
+              h->value);
     }
     pfree(&p);
     VALID("POST /x HTTP/1.0\r\n"
@@ -229,8 +229,9 @@ static void test_valid_forms(void) {
     VALID("GET http://a.example/b?c=d#e HTTP/1.1\r\nHost: a.example\r\n\r\n");
     VALID("GET /%7Efoo/[x]{y}|\"'<>^`\\~!$&()*+,;=:@ HTTP/1.1\r\nHost: a\r\n\r\n");
     VALID("get /lower-case-method-is-a-token HTTP/1.1\r\nHost: a\r\n\r\n");
-    VALID("GET /0123456789012345678901234567890123456789 HTTP/1.1\r\n"
-          "Host: a\r\nCookie: a=b; c=d; eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee=f\r\n\r\n");
+    VALID(
+        "GET /0123456789012345678901234567890123456789 HTTP/1.1\r\n"
+        "Host: a\r\nCookie: a=b; c=d; eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee=f\r\n\r\n");
     /* minor version read in the slow path (buffer shorter than 10 bytes after the target) */
     int st;
     parsed_t p;
@@ -262,7 +263,10 @@ static void test_bad_target(void) {
     BAD("GET /a", "\0b HTTP/1.1\r\n\r\n", 400);
     BAD("GET /a", "\r\n\r\n", 400); /* HTTP/0.9-style request line */
     BAD("GET /a", "\n\r\n", 400);
-    BAD("GET /aaaaaaaaaaaaaaaaaaaaaaaa", "\x01" "aaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n", 400); /* SWAR */
+    BAD("GET /aaaaaaaaaaaaaaaaaaaaaaaa",
+        "\x01"
+        "aaaaaaaaaaaaaaa HTTP/1.1\r\n\r\n",
+        400); /* SWAR */
     BAD("GET /aaaaaaa", "\x7f", 400);
 }
 
@@ -272,9 +276,9 @@ static void test_bad_version(void) {
     BAD("GET / HTTP/", "x.1\r\n\r\n", 400);
     BAD("GET / HTTP/1", "1.1\r\n\r\n", 400); /* HTTP/11.1 */
     BAD("GET / HTTP/1.", "x\r\n\r\n", 400);
-    BAD("GET / HTTP/1.1", "1\r\n\r\n", 400); /* HTTP/1.11 */
-    BAD("GET / HTTP/1.1", " \r\n\r\n", 400); /* trailing SP */
-    BAD("GET / HTTP/1.1", "\n\r\n", 400);    /* bare LF */
+    BAD("GET / HTTP/1.1", "1\r\n\r\n", 400);  /* HTTP/1.11 */
+    BAD("GET / HTTP/1.1", " \r\n\r\n", 400);  /* trailing SP */
+    BAD("GET / HTTP/1.1", "\n\r\n", 400);     /* bare LF */
     BAD("GET / HTTP/1.1\r", "\r\n\r\n", 400); /* bare CR */
     BAD("GET / HTTP/1.1\r", "X\r\n", 400);
     BAD("GET / HTTP/2.0", "x\r\n", 400); /* malformed beats 505 */
@@ -298,7 +302,7 @@ static void test_bad_fields(void) {
     BAD("GET / HTTP/1.1\r\nX", "\0: a\r\n\r\n", 400);
     BAD("GET / HTTP/1.1\r\nHost: a\r\nno", " colon\r\n\r\n", 400);
     BAD("GET / HTTP/1.1\r\nHost: a\r\nnocolon", "\r\n\r\n", 400);
-    BAD("GET / HTTP/1.1\r\nHost: a", "\n\r\n", 400); /* bare LF ends a field */
+    BAD("GET / HTTP/1.1\r\nHost: a", "\n\r\n", 400);         /* bare LF ends a field */
     BAD("GET / HTTP/1.1\r\nHost: a\r", "X: b\r\n\r\n", 400); /* bare CR */
     BAD("GET / HTTP/1.1\r\nHost: a\r", "\r\n\r\n", 400);
     BAD("GET / HTTP/1.1\r\nHost: a\r\n", "\n", 400); /* bare LF ends the head */
@@ -311,9 +315,14 @@ static void test_bad_fields(void) {
     BAD("GET / HTTP/1.1\r\nX: a\r", "b\r\n\r\n", 400); /* bare CR inside a value */
     BAD("GET / HTTP/1.1\r\nX: ", "\x0b\r\n\r\n", 400);
     BAD("GET / HTTP/1.1\r\nX:\t", "\x0c\r\n\r\n", 400);
-    BAD("GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaa", "\x01" "aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+    BAD("GET / HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaa",
+        "\x01"
+        "aaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n",
         400); /* caught inside the 8-byte fast path */
-    BAD("GET / HTTP/1.1\r\nX: aaaaaaaa\taaaaaaaaaaaaaaa", "\x7f" "aaaaaaaaaaaaaaaaaaaa\r\n\r\n", 400);
+    BAD("GET / HTTP/1.1\r\nX: aaaaaaaa\taaaaaaaaaaaaaaa",
+        "\x7f"
+        "aaaaaaaaaaaaaaaaaaaa\r\n\r\n",
+        400);
 }
 
 static void test_limits(void) {
@@ -333,8 +342,7 @@ static void test_limits(void) {
     BAD_LIM("GET / HTTP/1.1\r\nHost: a\r\n", "\r\n", 26, 4096, 431);
     BAD_LIM("GET / HTTP/1.1\r\nHost: a", "\r\n\r\n", 24, 16, 431);
     int st = 0;
-    CHECK(parse_verdict("GET / HTTP/1.1\r\n\r\n", 18, 0, 16, &st) == MX_HTTP1_INVALID &&
-              st == 431,
+    CHECK(parse_verdict("GET / HTTP/1.1\r\n\r\n", 18, 0, 16, &st) == MX_HTTP1_INVALID && st == 431,
           "max_head_len 0");
     st = 0;
     CHECK(parse_verdict("", 0, 0, 16, &st) == MX_HTTP1_INVALID && st == 431, "empty, limit 0");
@@ -345,7 +353,10 @@ static void test_limits(void) {
     BAD_LIM("GET / HTTP/1.", "1\r\n\r\n", 14, 10, 414);
     BAD_LIM("GETGETGETGETG", "ETGET / HTTP/1.1\r\n\r\n", 14, 10, 414);
     /* an invalid byte is seen before the limit: it wins */
-    BAD_LIM("GET / HTTP/1.1\r\nX: a", "\x01" "bbbbbbbbbbb\r\n\r\n", 21, 16, 400);
+    BAD_LIM("GET / HTTP/1.1\r\nX: a",
+            "\x01"
+            "bbbbbbbbbbb\r\n\r\n",
+            21, 16, 400);
     /* bytes past the limit are never read, so they cannot change the verdict */
     st = 0;
     CHECK(parse_verdict("GET / HTTP/1.1\r\nX: abc\x01\r\n\r\n", 28, 22, 16, &st) ==
@@ -374,8 +385,8 @@ static void test_limits(void) {
 static void test_all_prefixes(void) {
     static const char *const heads[] = {
         "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
-        "POST /upload?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 5\r\n"
-        "Content-Type: application/octet-stream\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n",
+        ("POST /upload?x=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 5\r\n"
+         "Content-Type: application/octet-stream\r\nX-Empty:\r\nX-Tab:\tv\t\r\n\r\n"),
         "DELETE http://h/a/b HTTP/1.0\r\nX:y\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
@@ -447,7 +458,11 @@ static void test_analyze_content_length(void) {
         const char *v;
         int64_t want;
     } ok[] = {
-        {"0", 0}, {"42", 42}, {"007", 7}, {"  12  ", 12}, {"9223372036854775807", INT64_MAX},
+        {"0", 0},
+        {"42", 42},
+        {"007", 7},
+        {"  12  ", 12},
+        {"9223372036854775807", INT64_MAX},
         {"000000000000000000000000000001", 1},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -459,8 +474,18 @@ static void test_analyze_content_length(void) {
         pfree(&p);
     }
     static const char *const bad[] = {
-        "",   "+1",   "-1",  "1 2",  "1,1", "1, 1", "0x10", "1a", "1.0", "9223372036854775808",
-        "99999999999999999999", "\xd9\xa1" /* non-ASCII digit */,
+        "",
+        "+1",
+        "-1",
+        "1 2",
+        "1,1",
+        "1, 1",
+        "0x10",
+        "1a",
+        "1.0",
+        "9223372036854775808",
+        "99999999999999999999",
+        "\xd9\xa1" /* non-ASCII digit */,
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char head[256];
@@ -509,7 +534,7 @@ static void test_analyze_transfer_encoding(void) {
     AN(P11 "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
     AN(P11 "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400);
     AN(P10 "Transfer-Encoding: chunked\r\n\r\n", 400); /* TE on 1.0 */
-    AN(P11 "Transfer-Encodings: gzip\r\n\r\n", 0);       /* a different field */
+    AN(P11 "Transfer-Encodings: gzip\r\n\r\n", 0);     /* a different field */
 }
 
 static void test_analyze_connection(void) {
@@ -534,9 +559,9 @@ static void test_analyze_connection(void) {
         {"GET / HTTP/1.0\r\nConnection: x\r\nConnection: keep-alive\r\n\r\n", 1, 0},
         {H11 "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 1, 1},
         {H11 "Upgrade: websocket\r\nConnection: keep-alive, upgrade\r\n\r\n", 1, 1},
-        {H11 "Connection: upgrade\r\n\r\n", 1, 0},          /* no Upgrade field */
+        {H11 "Connection: upgrade\r\n\r\n", 1, 0},             /* no Upgrade field */
         {H11 "Connection: upgrade\r\nUpgrade:\r\n\r\n", 1, 0}, /* empty Upgrade */
-        {H11 "Upgrade: websocket\r\n\r\n", 1, 0},           /* not a connection option */
+        {H11 "Upgrade: websocket\r\n\r\n", 1, 0},              /* not a connection option */
         {"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", 0, 0},
         {H11 "Connection: upgrade, close\r\nUpgrade: websocket\r\n\r\n", 0, 1},
     };
@@ -557,7 +582,7 @@ static void test_analyze_host_expect(void) {
     parsed_t p;
     mx_http1_info_t info;
     int st;
-    AN("GET / HTTP/1.1\r\n\r\n", 400);                      /* missing on 1.1 */
+    AN("GET / HTTP/1.1\r\n\r\n", 400);                       /* missing on 1.1 */
     AN("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400); /* repeated */
     AN("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400); /* repeated, any version */
     AN("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400);          /* invalid value */
@@ -695,8 +720,7 @@ static void chunked_case(const char *in, size_t len, const char *want_out, size_
                whole.invalid, whole.done, whole.consumed);
     } else {
         report(!whole.invalid && whole.done == want_done && whole.consumed == want_consumed &&
-                   whole.out_len == want_out_len &&
-                   memcmp(whole.out, want_out, want_out_len) == 0,
+                   whole.out_len == want_out_len && memcmp(whole.out, want_out, want_out_len) == 0,
                line, "whole: invalid %d done %d consumed %zu out_len %zu", whole.invalid,
                whole.done, whole.consumed, whole.out_len);
     }
@@ -766,9 +790,9 @@ static void test_chunked_invalid(void) {
     CH_BAD("5\r\nhello\n0\r\n\r\n");
     CH_BAD("5\r\nhello\rX0\r\n\r\n");
     CH_BAD("5\r\nhello\r\r\n0\r\n\r\n");
-    CH_BAD("5;\r\nhello\r\n0\r\n\r\n");     /* empty extension name */
+    CH_BAD("5;\r\nhello\r\n0\r\n\r\n"); /* empty extension name */
     CH_BAD("5;=x\r\nhello\r\n0\r\n\r\n");
-    CH_BAD("5;a=\r\nhello\r\n0\r\n\r\n");    /* empty value */
+    CH_BAD("5;a=\r\nhello\r\n0\r\n\r\n"); /* empty value */
     CH_BAD("5;a b\r\nhello\r\n0\r\n\r\n");
     CH_BAD("5;a=b c\r\nhello\r\n0\r\n\r\n");
     CH_BAD("5;a=\"x\"y\r\nhello\r\n0\r\n\r\n");
@@ -779,12 +803,12 @@ static void test_chunked_invalid(void) {
     CH_BAD("5;a\x01\r\nhello\r\n0\r\n\r\n");
     CH_BAD("5 ;a \r\nhello\r\n0\r\n\r\n"); /* BWS before CRLF */
     CH_BAD("5;a=b \r\nhello\r\n0\r\n\r\n");
-    CH_BAD("0\r\nA: b\r\n c\r\n\r\n");     /* obs-fold in the trailer */
-    CH_BAD("0\r\nAb\r\n\r\n");             /* trailer line without a colon */
-    CH_BAD("0\r\nA : b\r\n\r\n");          /* whitespace before the colon */
-    CH_BAD("0\r\n: b\r\n\r\n");            /* empty name */
-    CH_BAD("0\r\nA: b\n\r\n");             /* bare LF */
-    CH_BAD("0\r\nA: b\x01\r\n\r\n");       /* CTL in a trailer value */
+    CH_BAD("0\r\nA: b\r\n c\r\n\r\n"); /* obs-fold in the trailer */
+    CH_BAD("0\r\nAb\r\n\r\n");         /* trailer line without a colon */
+    CH_BAD("0\r\nA : b\r\n\r\n");      /* whitespace before the colon */
+    CH_BAD("0\r\n: b\r\n\r\n");        /* empty name */
+    CH_BAD("0\r\nA: b\n\r\n");         /* bare LF */
+    CH_BAD("0\r\nA: b\x01\r\n\r\n");   /* CTL in a trailer value */
     CH_BAD("0\r\n\n");
     CH_BAD("0\r\n\rX");
     CH_BAD("0\r\n\r\r");

@@ -151,7 +151,10 @@ static void test_params(void) {
     CHECK(mx_router_validate("/f/@name.txt", 12, err, sizeof err) == MX_EINVAL,
           "@name.txt accepted");
     static const char *const ok_routes[] = {
-        "GET /users/@id", "GET /users/@id/posts/@post_id", "GET /@a/@b/@c", NULL,
+        "GET /users/@id",
+        "GET /users/@id/posts/@post_id",
+        "GET /@a/@b/@c",
+        NULL,
     };
     mx_router_t *r = build(ok_routes);
     FOUND(r, "GET", "/users/42", 0, "id=42");
@@ -164,7 +167,7 @@ static void test_params(void) {
     FOUND(r, "GET", "/users/7/posts/9", 1, "id=7,post_id=9");
     FOUND(r, "GET", "/x/y/z", 2, "a=x,b=y,c=z");
     FOUND(r, "GET", "/%41%42/%2f/%25", 2, "a=AB,b=/,c=%");
-    NOT_FOUND(r, "GET", "/users/");  /* a parameter is never empty */
+    NOT_FOUND(r, "GET", "/users/"); /* a parameter is never empty */
     NOT_FOUND(r, "GET", "/users");
     NOT_FOUND(r, "GET", "/users/7/posts/");
     NOT_FOUND(r, "GET", "/x//z");
@@ -233,7 +236,7 @@ static void test_stars(void) {
     FOUND(r, "GET", "/x/.js", 2, "");
     FOUND(r, "GET", "/x/app%2Ejs", 2, "");
     FOUND(r, "GET", "/x/a%2F.js", 2, "");
-    FOUND(r, "GET", "/x/%%2ejs", 2, ""); /* "%" then ".js" */
+    FOUND(r, "GET", "/x/%%2ejs", 2, "");  /* "%" then ".js" */
     FOUND(r, "GET", "/x/%2%2ejs", 2, ""); /* "%2" kept, then ".js" */
     NOT_FOUND(r, "GET", "/x/app.jsx");
     NOT_FOUND(r, "GET", "/x/js");
@@ -257,9 +260,9 @@ static void test_globs(void) {
     mx_router_t *r = build(routes);
     FOUND(r, "GET", "/static/x", 0, "");
     FOUND(r, "GET", "/static/x/y/z.css", 0, "");
-    FOUND(r, "GET", "/static/", 0, "");      /* one empty segment */
-    FOUND(r, "GET", "/static//", 0, "");     /* two empty segments */
-    NOT_FOUND(r, "GET", "/static");          /* "**" needs at least one segment */
+    FOUND(r, "GET", "/static/", 0, "");  /* one empty segment */
+    FOUND(r, "GET", "/static//", 0, ""); /* two empty segments */
+    NOT_FOUND(r, "GET", "/static");      /* "**" needs at least one segment */
     FOUND(r, "GET", "/a/x/b", 1, "");
     FOUND(r, "GET", "/a/x/y/z/b", 1, "");
     FOUND(r, "GET", "/a/b/b", 1, "");
@@ -320,8 +323,8 @@ static void test_order(void) {
 
 static void test_methods(void) {
     static const char *const routes[] = {
-        "GET /r",    "POST /r",     "PURGE /r", "get /r", "DELETE /r/@id", "GET /r/@id",
-        "PUT /r/@id", "POST /r",    "PATCH /only", NULL,
+        "GET /r",     "POST /r",    "PURGE /r", "get /r",      "DELETE /r/@id",
+        "GET /r/@id", "PUT /r/@id", "POST /r",  "PATCH /only", NULL,
     };
     mx_router_t *r = build(routes);
     FOUND(r, "GET", "/r", 0, "");
@@ -445,8 +448,8 @@ static void test_invalid(void) {
             guard_free(&g);
             continue;
         }
-        CHECK(rc == MX_EINVAL && strstr(err, cases[i].msg), "pattern #%zu: rc %d, err '%s'", i,
-              rc, err);
+        CHECK(rc == MX_EINVAL && strstr(err, cases[i].msg), "pattern #%zu: rc %d, err '%s'", i, rc,
+              err);
         /* mx_router_add rejects it the same way and leaves the router empty */
         mx_router_t *r = mx_router_new();
         char err2[256];
@@ -459,8 +462,8 @@ static void test_invalid(void) {
 
     /* valid corner cases */
     static const char *const valid[] = {
-        "/", "//", "/a/", "/**", "/**/a", "/a/**/b/c", "/*", "/*x", "/x*", "/@_", "/@A9_z",
-        "/100%", "/%zz", "/a.b-c~d", "/**/*", "/**/@x", "/*/**", "/@a/**/@b",
+        "/",   "//",     "/a/",   "/**",  "/**/a",    "/a/**/b/c", "/*",     "/*x",   "/x*",
+        "/@_", "/@A9_z", "/100%", "/%zz", "/a.b-c~d", "/**/*",     "/**/@x", "/*/**", "/@a/**/@b",
     };
     for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++) {
         char err[256] = "unset";

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -71,11 +72,12 @@ def pkg_version(name: str) -> str | None:
         return None
 
 
-def try_import(module: str) -> str | None:
+def try_import(module: str, env: dict | None = None) -> str | None:
     """Import `module` in a fresh interpreter; None if fine, else the error's last line."""
     code = f"import {module}"
     try:
-        p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(APPS))
+        p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(APPS),
+                           env=env)
     except subprocess.TimeoutExpired:
         return f"import {module} timed out"
     if p.returncode == 0:
@@ -140,6 +142,136 @@ def status_kb(pid: int, field: str) -> int:
     return 0
 
 
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def parse_cpus(spec: str | None) -> set[int] | None:
+    """taskset-style list ("0", "0,2", "0-1") -> set of CPU numbers."""
+    if spec is None:
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.update(range(int(lo), int(hi) + 1))
+        elif part:
+            out.add(int(part))
+    return out
+
+
+def busy_by_cpu() -> dict[int, float]:
+    """Per CPU, seconds spent in user+nice+system since boot (/proc/stat; irq/softirq excluded)."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3:4].isdigit():
+                    fields = line.split()
+                    out[int(fields[0][3:])] = (int(fields[1]) + int(fields[2]) + int(fields[3])) / _HZ
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def tree_cpu_s(root: int) -> float:
+    total = 0
+    for pid in tree_pids(root):
+        rest = _stat_fields(pid)
+        if rest:
+            total += int(rest[11]) + int(rest[12])  # utime, stime
+    return total / _HZ
+
+
+def own_cpu_s() -> float:
+    """This harness plus its reaped children (wrk)."""
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+_PF_KTHREAD = 0x00200000
+
+
+def user_procs_cpu(exclude: set[int]) -> dict[tuple[int, str], float]:
+    """(pid, starttime) -> CPU seconds, for every user-space process not in `exclude`."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) in exclude:
+            continue
+        rest = _stat_fields(int(name))
+        if not rest or int(rest[6]) & _PF_KTHREAD:
+            continue
+        out[(int(name), rest[19])] = (int(rest[11]) + int(rest[12])) / _HZ
+    return out
+
+
+class OtherLoad:
+    """CPU used by anything but the server's process tree, this harness and wrk, over a window.
+
+    Two estimates, the larger wins: /proc/stat per CPU minus our own processes' time (catches
+    short-lived processes such as compilers), and a /proc scan of long-lived processes.
+    """
+
+    def __init__(self, server_root: int | None, server_cpus: set[int] | None, client_cpus: set[int] | None):
+        self.root, self.scpus, self.ccpus = server_root, server_cpus, client_cpus
+
+    def _ours(self) -> set[int]:
+        pids = set(tree_pids(os.getpid()))
+        if self.root:
+            pids.update(tree_pids(self.root))
+        return pids
+
+    def _snap(self):
+        return (busy_by_cpu(), tree_cpu_s(self.root) if self.root else 0.0, own_cpu_s(),
+                user_procs_cpu(self._ours()), time.monotonic())
+
+    def start(self) -> "OtherLoad":
+        self.s0 = self._snap()
+        return self
+
+    def stop(self) -> tuple[float, float]:
+        """-> (server CPUs used, other CPUs used), both averaged over the window."""
+        busy0, srv0, own0, procs0, t0 = self.s0
+        busy1, srv1, own1, procs1, t1 = self._snap()
+        wall = max(t1 - t0, 1e-6)
+        d = {c: busy1.get(c, 0.0) - busy0.get(c, 0.0) for c in busy1}
+        srv, own = srv1 - srv0, own1 - own0
+        if self.scpus is not None and self.ccpus is not None and not (self.scpus & self.ccpus):
+            on_s = sum(v for c, v in d.items() if c in self.scpus)
+            on_c = sum(v for c, v in d.items() if c in self.ccpus)
+            rest = sum(v for c, v in d.items() if c not in self.scpus | self.ccpus)
+            stat_other = max(0.0, on_s - srv) + max(0.0, on_c - own) + rest
+        else:
+            stat_other = max(0.0, sum(d.values()) - srv - own)
+        ours = self._ours()
+        scan_other = sum(max(0.0, v - procs0.get(k, 0.0)) for k, v in procs1.items() if k[0] not in ours)
+        return srv / wall, max(stat_other, scan_other) / wall
+
+
+def wait_for_idle(limit_cpu: float, max_wait: float, scpus, ccpus) -> float:
+    """Wait (up to max_wait s) until other processes use <= limit_cpu CPUs; return the last reading."""
+    deadline = time.monotonic() + max_wait
+    announced = False
+    while True:
+        probe = OtherLoad(None, scpus, ccpus).start()
+        time.sleep(0.5)
+        other = probe.stop()[1]
+        if other <= limit_cpu or time.monotonic() >= deadline:
+            return other
+        if not announced:
+            log(f"   machine busy ({other:.2f} CPU used by other processes); waiting up to {max_wait:.0f}s")
+            announced = True
+
+
 class RssSampler(threading.Thread):
     """Samples the summed VmRSS of the server's process tree every `interval` seconds."""
 
@@ -163,6 +295,16 @@ class RssSampler(threading.Thread):
 
 # --------------------------------------------------------------------------- servers
 
+def _die_with_harness() -> None:
+    """In the child before exec: SIGKILL it if the harness dies (even by SIGKILL)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort; the normal kill path still applies
+        pass
+
+
 class ServerProc:
     """One server process group: started with its own session, always killed as a group."""
 
@@ -174,6 +316,7 @@ class ServerProc:
         self.proc = subprocess.Popen(
             argv, cwd=str(cwd), stdout=self._log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+            preexec_fn=_die_with_harness if sys.platform.startswith("linux") else None,
         )
         self.pgid = self.proc.pid  # new session => pgid == pid
         ServerProc.live.add(self)
@@ -256,26 +399,48 @@ class Server:
     def version(self) -> str | None:
         return None
 
+    def env(self) -> dict | None:  # None => inherit
+        return None
+
     def notes(self, scenario: str, threads: int) -> str:
         return ""
 
 
 class Mummyx(Server):
+    """Uses the installed mummyx; failing that, an in-place build in the repo (PYTHONPATH=repo)."""
     _err: str | None | bool = False
+    _env: dict | None = None
+    _source: str = ""
 
     def unavailable(self, scenario):
         if self._err is False:
-            err = try_import("mummyx")
+            check = "mummyx; mummyx.Server; mummyx.Router"
+            err = try_import(check)
             if err is None:
-                err = try_import("mummyx; mummyx.Server; mummyx.Router")
+                self._source = "installed"
+            elif (REPO / "mummyx" / "__init__.py").exists():
+                env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                    [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+                err2 = try_import(check, env)
+                if err2 is None:
+                    err, self._env, self._source = None, env, "source tree"
+                else:
+                    err = f"{err}; from the source tree: {err2}"
             self._err = None if err is None else f"not installed ({err})"
         return self._err
+
+    def env(self):
+        return self._env
 
     def command(self, scenario, port, threads, tmp):
         return [PY, str(APPS / "mummyx_app.py"), str(port), str(threads)]
 
     def version(self):
-        return pkg_version("mummyx")
+        v = pkg_version("mummyx")
+        if v is None and self._source == "source tree":
+            m = re.search(r'__version__\s*=\s*"([^"]+)"', (REPO / "mummyx" / "__init__.py").read_text())
+            v = (m.group(1) if m else "?") + " (source tree)"
+        return v
 
     def notes(self, scenario, threads):
         return f"workers={threads}"
@@ -435,7 +600,7 @@ def parse_wrk(out: str) -> dict:
 
 
 def run_wrk(args, url: str, duration: float) -> tuple[dict, str]:
-    argv = pin(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}", f"-d{int(round(duration))}s",
+    argv = pin(args.client_cpu, ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, int(round(duration)))}s",
                                  "--latency", url])
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
@@ -472,6 +637,7 @@ def bench_one(args, server: Server, scenario: str) -> dict:
            "rps": None, "p99_ms": None, "p50_ms": None, "avg_ms": None, "max_ms": None,
            "requests": 0, "socket_errors": None, "non_2xx_3xx": None,
            "peak_rss_kb": None, "peak_rss_sampled_kb": None, "failed": False, "failures": [],
+           "server_cpu": None, "other_cpu": None, "noisy": False,
            "command": None}
     why = server.unavailable(scenario)
     if why:
@@ -480,13 +646,17 @@ def bench_one(args, server: Server, scenario: str) -> dict:
         return row
 
     path, _ = SCENARIOS[scenario]
+    if args.wait_idle > 0:
+        before = wait_for_idle(args.noise_limit, args.wait_idle,
+                               parse_cpus(args.server_cpu), parse_cpus(args.client_cpu))
+        row["other_cpu_before"] = round(before, 3)
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
     port = free_port()
     argv = pin(args.server_cpu, server.command(scenario, port, threads, tmp))
     row["command"] = " ".join(argv)
     url = f"http://127.0.0.1:{port}{path}"
     log(f"== {server.name:<10} {scenario:<10} {row['notes']}")
-    sp = ServerProc(server.name, argv, APPS, tmp / "server.log")
+    sp = ServerProc(server.name, argv, APPS, tmp / "server.log", env=server.env())
     try:
         err = sp.wait_port(port, args.start_timeout)
         if err:
@@ -503,8 +673,15 @@ def bench_one(args, server: Server, scenario: str) -> dict:
             run_wrk(args, url, args.warmup)
         sampler = RssSampler(sp.proc.pid)
         sampler.start()
+        load = OtherLoad(sp.proc.pid, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu)).start()
         res, out = run_wrk(args, url, args.duration)
+        server_cpu, other_cpu = load.stop()
         row["peak_rss_sampled_kb"] = sampler.stop()
+        # CPUs' worth of work done by processes other than this server, wrk and the harness:
+        # other sessions' builds/tests on a shared machine make the numbers unreliable.
+        row["server_cpu"], row["other_cpu"] = round(server_cpu, 3), round(other_cpu, 3)
+        if row["other_cpu"] is not None and row["other_cpu"] > args.noise_limit:
+            row["noisy"] = True
         row["peak_rss_kb"] = sp.peak_hwm_kb() or row["peak_rss_sampled_kb"]
         if sp.proc.poll() is not None:
             row["failures"].append(f"server exited (code {sp.proc.returncode}) during the run")
@@ -522,7 +699,8 @@ def bench_one(args, server: Server, scenario: str) -> dict:
             row["failures"].append("no requests completed (wrk output unparsable or empty)")
         row["failed"] = bool(row["failures"])
         log(f"   {fmt_rps(row['rps'])} req/s  p99 {fmt_ms(row['p99_ms'])}  "
-            f"peak RSS {fmt_mb(row['peak_rss_kb'])}" + (f"  FAIL: {'; '.join(row['failures'])}"
+            f"peak RSS {fmt_mb(row['peak_rss_kb'])}  server {row['server_cpu']} CPU, "
+            f"others {row['other_cpu']} CPU" + (f"  FAIL: {'; '.join(row['failures'])}"
                                                         if row["failed"] else ""))
         return row
     finally:
@@ -611,6 +789,8 @@ def render_table(rows, targets, args) -> str:
             check = "FAIL: " + "; ".join(r["failures"])
         else:
             check = "ok (all 2xx)"
+        if r.get("noisy"):
+            check += f"; NOISY: other processes used {r['other_cpu']:.2f} CPU"
         ratio = "—"
         if r.get("mummyx_ratio") is not None and r["server"] != "mummyx":
             ratio = f"{r['mummyx_ratio']:.2f}x"
@@ -637,6 +817,11 @@ def render_table(rows, targets, args) -> str:
                                                else f"{t['value']:.2f}x")
         lines.append(f"  [{t['result']:<4}] {t['target']:<40} {val}" + (f"  ({t['note']})" if t["note"] else ""))
     lines.append("")
+    noisy = [r for r in rows if r.get("noisy")]
+    if noisy:
+        lines.append(f"WARNING: {len(noisy)} run(s) shared the machine with other busy processes "
+                     f"(> {args.noise_limit:g} CPU outside the server, wrk and this harness); "
+                     "their numbers are low and unreliable. Re-run on an idle machine.")
     lines.append(f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency (+{args.warmup:g}s warm-up), "
                  f"server on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}; "
                  "peak RSS = sum of VmHWM over the server's process tree.")
@@ -661,6 +846,11 @@ def main(argv=None) -> int:
     ap.add_argument("--server-cpu", default="0", help="CPU list for servers (taskset -c; default 0)")
     ap.add_argument("--client-cpu", default="1", help="CPU list for wrk (taskset -c; default 1)")
     ap.add_argument("--no-pin", action="store_true", help="do not taskset the server or wrk")
+    ap.add_argument("--noise-limit", type=float, default=0.1,
+                    help="flag a run as NOISY when other processes used more than this many CPUs during it")
+    ap.add_argument("--wait-idle", type=float, default=10, metavar="S",
+                    help="before each run, wait up to S seconds for other processes to go below --noise-limit "
+                         "(default 10; 0: don't wait, just flag the run NOISY)")
     ap.add_argument("--start-timeout", type=float, default=30, help="seconds to wait for a server's port")
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"), help="JSON output path")
     ap.add_argument("--install", action="store_true", help="run benchmarks/setup.sh first (apt + pip)")
@@ -734,7 +924,7 @@ def main(argv=None) -> int:
         "git_commit": git_commit(),
     }
     config = {k: getattr(args, k) for k in ("duration", "warmup", "connections", "plain_threads",
-                                            "sleep_threads", "server_cpu", "client_cpu")}
+                                            "sleep_threads", "server_cpu", "client_cpu", "noise_limit", "wait_idle")}
     config["scenarios"] = {s: SCENARIOS[s][1] for s in scenarios}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
 
 from . import _mummyx
@@ -168,7 +167,9 @@ def _make_query(qs: str) -> QueryParams:
     return QueryParams(qs)
 
 
-_live_servers: "weakref.WeakSet[Server]" = weakref.WeakSet()
+# Started servers stay referenced until closed (like running threads), so one is never collected
+# while its native threads run, and the atexit hook can join them all.
+_live_servers: "set[Server]" = set()
 
 
 @atexit.register

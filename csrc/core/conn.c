@@ -70,6 +70,25 @@ static void pipe_append(mx_conn_t *c, mx_req_t *r) {
     c->inflight++;
 }
 
+/* Removes the request being received (always the pipeline's tail) from the pipeline. */
+static void drop_tail(mx_conn_t *c) {
+    mx_req_t *r = c->cur, *p = c->pipe_head;
+    c->cur = NULL;
+    if (p == r) {
+        c->pipe_head = c->pipe_tail = NULL;
+    } else {
+        while (p && p->next_in_conn != r)
+            p = p->next_in_conn;
+        if (!p)
+            return;
+        p->next_in_conn = NULL;
+        c->pipe_tail = p;
+    }
+    c->inflight--;
+    r->conn = NULL;
+    mx_req_decref(r);
+}
+
 static void update_read_interest(mx_conn_t *c) {
     uint32_t ev = 0;
     if (!c->read_paused)
@@ -106,6 +125,12 @@ static void reject(mx_conn_t *c, int status) {
     c->no_more_requests = 1;
     c->rpos = c->rlen = 0;
     mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (c->server->cfg.access_log) { /* the access log sees rejected requests too */
+        r->log_only = 1;
+        r->dispatched = 1;
+        mx_req_incref(r);
+        mx__pool_push(c->server, r);
+    }
 }
 
 /* The whole request is in: answer it from C (404/405 without custom handlers) or dispatch. */
@@ -113,11 +138,11 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
     mx_server_t *s = c->server;
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
-    if (r->kind == MX_REQ_NOT_FOUND && !s->cfg.route_not_found) {
+    if (r->kind == MX_REQ_NOT_FOUND && !s->cfg.route_not_found && !s->cfg.access_log) {
         mx__build_simple(r, 404, NULL, NULL, 0);
         return;
     }
-    if (r->kind == MX_REQ_METHOD_NOT_ALLOWED && !s->cfg.route_not_allowed) {
+    if (r->kind == MX_REQ_METHOD_NOT_ALLOWED && !s->cfg.route_not_allowed && !s->cfg.access_log) {
         char extra[600];
         int n = snprintf(extra, sizeof(extra), "Allow: %.*s\r\n", (int)r->allow_len, r->allow);
         MX_UNUSED(n);
@@ -488,9 +513,16 @@ void mx__conn_on_readable(mx_conn_t *c) {
     }
     ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (n == 0) {
-        /* The client finished sending. Answer what it already asked, then close. */
+        /* The client finished sending. Answer the complete requests it already made (it may
+         * still be reading: a half-close), drop an incomplete one, then close. */
         c->no_more_requests = 1;
-        if (c->state != MX_CONN_HEAD || c->rpos != c->rlen || !c->pipe_head) {
+        if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
+            drop_tail(c);
+        }
+        c->rpos = c->rlen = 0;
+        c->state = MX_CONN_HEAD;
+        mx__timer_set(c, MX_TIMER_NONE, 0);
+        if (!c->pipe_head) {
             mx__conn_close(c);
             return;
         }
@@ -518,8 +550,10 @@ void mx__conn_on_writable(mx_conn_t *c) { pump(c); }
 void mx__conn_response_ready(mx_conn_t *c) { pump(c); }
 
 void mx__conn_on_timeout(mx_conn_t *c, int kind) {
-    if (kind == MX_TIMER_HEAD && !c->pipe_head) {
-        reject(c, 408); /* RFC 9110 15.5.9 */
+    if (kind == MX_TIMER_HEAD) {
+        /* RFC 9110 15.5.9. Earlier pipelined requests are still answered first: the 408 takes
+         * its place at the end of the pipeline. */
+        reject(c, 408);
         pump(c);
         return;
     }

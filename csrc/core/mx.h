@@ -39,6 +39,7 @@ typedef struct mx_config {
     int backlog;            /* listen(2) backlog */
     int route_not_found;    /* 1: unmatched requests go to the hooks (custom 404 handler) */
     int route_not_allowed;  /* 1: wrong-method requests go to the hooks (custom 405 handler) */
+    int access_log;         /* 1: every request reaches the hooks, at least to be logged */
 } mx_config_t;
 
 /* Called on worker threads. run() owns one reference to req and must hand it back with
@@ -91,6 +92,7 @@ struct mx_req {
     unsigned char is_head;    /* HEAD: response body suppressed */
     unsigned char keep_alive; /* the client allows the connection to stay open */
     int accept_enc;          /* MX_ENC_* chosen from Accept-Encoding */
+    unsigned char log_only;  /* already answered by the server (an error): only log it */
 
     /* ---- response (written once by the responding thread, then handed over) ---- */
     atomic_int responded;

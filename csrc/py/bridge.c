@@ -8,6 +8,7 @@
  */
 #include "module.h"
 
+#include <string.h>
 #include <time.h>
 
 /* Per worker thread: the state made by PyGILState_Ensure at start, released at stop. */
@@ -51,6 +52,23 @@ static void respond_500(MxRequestObject *ro) {
     mx_req_respond(ro->req, 500, &ct, 1, "Internal Server Error", 21, &bad);
 }
 
+/* The server's own 404 or 405 (with Allow), answered here when access logging routes every
+ * request through a worker. */
+static void respond_default(mx_req_t *req, int status, const mx_req_t *allow_from) {
+    mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25}};
+    size_t n = 1;
+    if (allow_from) {
+        h[1].name = "Allow";
+        h[1].name_len = 5;
+        h[1].value = allow_from->allow;
+        h[1].value_len = allow_from->allow_len;
+        n = 2;
+    }
+    const char *body = mx_status_reason(status);
+    int bad;
+    mx_req_respond(req, status, h, n, body, strlen(body), &bad);
+}
+
 static void handle_one(MxCoreObject *core, mx_req_t *req) {
     double t0 = core->on_access ? now_seconds() : 0.0;
     PyObject *ro = pymx_request_new(core, req);
@@ -61,7 +79,17 @@ static void handle_one(MxCoreObject *core, mx_req_t *req) {
         mx_req_respond(req, 500, &ct, 1, "Internal Server Error", 21, &bad);
         return;
     }
+    if (req->log_only)
+        goto log;
     PyObject *handler;
+    if (req->kind == MX_REQ_NOT_FOUND && !core->not_found) {
+        respond_default(req, 404, NULL);
+        goto log;
+    }
+    if (req->kind == MX_REQ_METHOD_NOT_ALLOWED && !core->not_allowed) {
+        respond_default(req, 405, req);
+        goto log;
+    }
     if (req->kind == MX_REQ_NOT_FOUND)
         handler = core->not_found;
     else if (req->kind == MX_REQ_METHOD_NOT_ALLOWED)
@@ -90,6 +118,7 @@ static void handle_one(MxCoreObject *core, mx_req_t *req) {
         Py_DECREF(res);
     }
     respond_500((MxRequestObject *)ro);
+log:
     if (core->on_access) {
         PyObject *dt = PyFloat_FromDouble(now_seconds() - t0);
         if (dt) {

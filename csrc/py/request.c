@@ -389,7 +389,8 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
         goto done;
     }
     int bad = -1, rc;
-    if (len >= NOGIL_BODY) {
+    /* Compression may run: do it, and any large copy, without the GIL. */
+    if (len >= NOGIL_BODY || (len > MX_COMPRESS_MIN_LEN && self->req->accept_enc != MX_ENC_NONE)) {
         /* Everything the call reads is kept alive by h.keep, body_ref or view. */
         Py_BEGIN_ALLOW_THREADS
         rc = mx_req_respond(self->req, status, h.items, h.n, data, len, &bad);

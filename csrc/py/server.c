@@ -132,6 +132,7 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     self->not_allowed = none_to_null(not_allowed);
     cfg.route_not_found = self->not_found != NULL;
     cfg.route_not_allowed = self->not_allowed != NULL;
+    cfg.access_log = on_access != Py_None;
     self->handler = none_to_null(handler);
     self->on_error = none_to_null(on_error);
     self->on_no_response = none_to_null(on_no_response);

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _mummyx
 from ._structures import Headers, QueryParams
@@ -44,6 +44,12 @@ class Router:
         self.method_not_allowed_handler: Optional[Callable[[Any], Any]] = None
         self.error_handler: Optional[Callable[[Any, BaseException], Any]] = None
 
+    @overload
+    def add_route(self, method: str, path: str, handler: None = None, *,
+                  max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def add_route(self, method: str, path: str, handler: H, *,
+                  max_body_len: Optional[int] = ...) -> H: ...
     def add_route(
         self,
         method: str,
@@ -73,24 +79,59 @@ class Router:
         register(handler)
         return handler
 
+    @overload
+    def get(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def get(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def get(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("GET", path, handler, **kw)
 
+    @overload
+    def head(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def head(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def head(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("HEAD", path, handler, **kw)
 
+    @overload
+    def post(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def post(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def post(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("POST", path, handler, **kw)
 
+    @overload
+    def put(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def put(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def put(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("PUT", path, handler, **kw)
 
+    @overload
+    def delete(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def delete(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def delete(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("DELETE", path, handler, **kw)
 
+    @overload
+    def patch(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def patch(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def patch(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("PATCH", path, handler, **kw)
 
+    @overload
+    def options(self, path: str, handler: None = None, *,
+            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+    @overload
+    def options(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
     def options(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("OPTIONS", path, handler, **kw)
 
@@ -227,7 +268,7 @@ class Server:
             ]
         self._core = _mummyx.Core(
             routes,
-            None if router is not None else handler,
+            None if isinstance(handler, Router) else handler,
             router.not_found_handler if router is not None else None,
             router.method_not_allowed_handler if router is not None else None,
             _make_on_error(router),

@@ -65,9 +65,10 @@ static PyObject *status_reason(PyObject *mod, PyObject *arg) {
 
 static PyMethodDef pymx_methods[] = {
     {"validate_pattern", validate_pattern, METH_O,
-     "validate_pattern(pattern)\n--\n\nRaise ValueError if pattern is not a valid route."},
+     "validate_pattern($module, pattern, /)\n--\n\n"
+     "Raise ValueError if pattern is not a valid route."},
     {"status_reason", status_reason, METH_O,
-     "status_reason(status)\n--\n\nThe standard reason phrase of an HTTP status."},
+     "status_reason($module, status, /)\n--\n\nThe standard reason phrase of an HTTP status."},
     {NULL, NULL, 0, NULL},
 };
 

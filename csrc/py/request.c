@@ -520,7 +520,7 @@ static PyObject *request_repr(MxRequestObject *self) {
 
 static PyMethodDef request_methods[] = {
     {"respond", (PyCFunction)(void (*)(void))request_respond, METH_FASTCALL | METH_KEYWORDS,
-     "respond(status, headers=None, body=b'')\n--\n\n"
+     "respond($self, status, headers=None, body=b'')\n--\n\n"
      "Send the response. headers is a mapping or a list of (name, value) pairs; body is bytes or\n"
      "str (str without a Content-Type gets text/plain; charset=utf-8). Non-blocking and\n"
      "thread-safe; a second call raises RuntimeError."},

@@ -106,9 +106,12 @@ struct mx_server {
     pthread_cond_t pool_cv;
     mx_req_t *task_head, *task_tail;
     int idle_workers;
+    int pending_wakes;  /* signalled workers that have not woken yet */
+    int qlen;           /* requests in the queue */
     int pool_stop;
-    pthread_t *workers;
+    struct mx_worker *workers;
     int nworkers;
+    atomic_llong handler_ns; /* moving average of how long a request holds a worker */
     atomic_int running; /* requests dispatched and not yet returned from hooks->run */
 
     /* lifecycle. Lock order: life_mu before nothing. */
@@ -135,6 +138,10 @@ void mx__conn_response_ready(mx_conn_t *c);
 void mx__conn_on_timeout(mx_conn_t *c, int kind);
 
 /* pool.c */
+int64_t mx__now_ns(void);
+void mx__thread_batch_policy(void);
+void mx__pool_check_stall(mx_server_t *s);
+int mx__pool_has_queued(mx_server_t *s);
 int mx__pool_start(mx_server_t *s);
 void mx__pool_push(mx_server_t *s, mx_req_t *r);
 void mx__pool_stop(mx_server_t *s);

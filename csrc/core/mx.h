@@ -93,6 +93,8 @@ struct mx_req {
     unsigned char keep_alive; /* the client allows the connection to stay open */
     int accept_enc;          /* MX_ENC_* chosen from Accept-Encoding */
     unsigned char log_only;  /* already answered by the server (an error): only log it */
+    int64_t t_queued_ns;     /* when it entered the pool's queue (pool.c) */
+    int64_t t_popped_ns;     /* when a worker took it */
 
     /* ---- response (written once by the responding thread, then handed over) ---- */
     atomic_int responded;

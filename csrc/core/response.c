@@ -107,11 +107,6 @@ void mx_req_decref(mx_req_t *r) {
     }
 }
 
-void mx_req_done(mx_req_t *r) {
-    mx_server_t *s = r->server;
-    atomic_fetch_sub(&s->running, 1);
-    mx_req_decref(r);
-}
 
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len) {
     for (size_t i = 0; i < r->num_headers; i++)

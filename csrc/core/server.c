@@ -422,6 +422,7 @@ static void *io_main(void *arg) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
+    mx__thread_batch_policy();
     struct epoll_event evs[256];
     s->now_ms = mx__now_ms();
     int listening = 1;
@@ -439,7 +440,10 @@ static void *io_main(void *arg) {
             if (s->nconns == 0)
                 break;
         }
-        int n = epoll_wait(s->epfd, evs, 256, next_timeout_ms(s));
+        int timeout = next_timeout_ms(s);
+        if (timeout > 1 && mx__pool_has_queued(s))
+            timeout = 1; /* watch for a stalled queue (see pool.c) */
+        int n = epoll_wait(s->epfd, evs, 256, timeout);
         s->now_ms = mx__now_ms();
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
@@ -472,6 +476,7 @@ static void *io_main(void *arg) {
             accept_pause(s, 0);
         }
         run_timers(s);
+        mx__pool_check_stall(s);
         free_closing(s);
     }
     /* Closing: every connection is gone; requests still held by workers see conn == NULL. */

@@ -86,11 +86,13 @@ static PyObject *get_path(MxRequestObject *self, void *c) {
     if (!self->path) {
         mx_req_t *r = self->req;
         size_t n = r->path_len;
+        if (!r->path || n == 0)
+            return PyUnicode_FromStringAndSize("", 0);
         char stackbuf[512];
-        char *buf = n <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n ? n : 1);
+        char *buf = n <= sizeof(stackbuf) ? stackbuf : PyMem_Malloc(n);
         if (!buf)
             return PyErr_NoMemory();
-        size_t dn = r->path ? mx_percent_decode(r->path, n, buf, 0) : 0;
+        size_t dn = mx_percent_decode(r->path, n, buf, 0);
         self->path = PyUnicode_DecodeUTF8(buf, (Py_ssize_t)dn, "replace");
         if (buf != stackbuf)
             PyMem_Free(buf);

@@ -183,6 +183,14 @@ static int parse_head(mx_conn_t *c) {
     mx_http1_request_t h;
     mx_http1_info_t info;
     int status = 400;
+    /* RFC 9112 2.2: ignore an empty line or two before a request-line (some clients send a CRLF
+     * after a POST body). More than that is not a request. */
+    for (int skip = 0; skip < 2 && c->rlen - c->rpos >= 2 && c->rbuf[c->rpos] == '\r' &&
+                       c->rbuf[c->rpos + 1] == '\n';
+         skip++)
+        c->rpos += 2;
+    if (c->rpos == c->rlen)
+        return 0;
     size_t avail = c->rlen - c->rpos;
     int rc = mx_http1_parse_request(c->rbuf + c->rpos, avail, s->cfg.max_headers_len,
                                     s->cfg.max_target_len, &h, &status);

@@ -194,7 +194,7 @@ int mx__pool_start(mx_server_t *s) {
         return MX_ENOMEM;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 1 << 20); /* Python handlers recurse; 1 MiB like CPython's */
+    pthread_attr_setstacksize(&attr, 1 << 20); /* handlers recurse deeply; 1 MiB, as CPython uses */
     for (int i = 0; i < s->cfg.workers; i++) {
         s->workers[i].server = s;
         atomic_init(&s->workers[i].task_start_ns, 0);

@@ -1,18 +1,28 @@
 """mummyx: a threaded HTTP/1.1 server for Python with a C core.
 
 One I/O thread (C, epoll) does all socket work; complete requests run on a pool of native worker
-threads, so handlers are plain blocking Python functions.
+threads, so handlers are plain blocking Python functions. WebSockets and Server-Sent Events are
+built in.
 """
-from ._mummyx import ConnectionClosed, Request
+from ._mummyx import ConnectionClosed, HandshakeRefused, Request
 from ._structures import Headers, QueryParams
 from .server import Router, Server
+from .sse import SSEChannel, SSEStream
+from .websocket import Message, MessageKind, WebSocket, WebSocketEvent
 
 __all__ = [
     "ConnectionClosed",
+    "HandshakeRefused",
     "Headers",
+    "Message",
+    "MessageKind",
     "QueryParams",
     "Request",
     "Router",
+    "SSEChannel",
+    "SSEStream",
     "Server",
+    "WebSocket",
+    "WebSocketEvent",
 ]
 __version__ = "0.1.0"

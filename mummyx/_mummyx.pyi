@@ -18,6 +18,64 @@ _Body = Union[bytes, bytearray, memoryview, str]
 class ConnectionClosed(ConnectionError):
     """The client connection is gone."""
 
+class HandshakeRefused(ValueError):
+    """The request is not a valid WebSocket handshake; the client was answered 400 or 426."""
+
+@final
+class WebSocket:
+    """A WebSocket connection, from ``request.upgrade_to_websocket()``. Hashable."""
+
+    def send(self, data: str | bytes | bytearray | memoryview, kind: Any = None) -> None:
+        """Queue a message: str as text, bytes as binary (or as ``kind``, a MessageKind).
+
+        Thread-safe and non-blocking; raises ConnectionClosed once the socket is closed.
+        """
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake. Thread-safe; does nothing when already closing."""
+    @property
+    def closed(self) -> bool:
+        """True once no more messages can be sent."""
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code (1005: none given, 1006: abnormal), after CLOSE."""
+    @property
+    def close_reason(self) -> str | None:
+        """The peer's close reason, after CLOSE."""
+    @property
+    def remote_addr(self) -> str:
+        """The client's numeric address."""
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol selected during the handshake, or None."""
+    @property
+    def id(self) -> int:
+        """A number unique to this connection within its server."""
+
+@final
+class SSEStream:
+    """A Server-Sent Events stream, from ``request.respond_sse()``. Thread-safe."""
+
+    def send(self, data: str, *, event: str | None = None, id: str | int | None = None,
+             retry: int | None = None) -> None:
+        """Queue one event; raises ConnectionClosed once the stream is closed."""
+    def comment(self, text: str = "") -> None:
+        """Queue a comment line."""
+    def send_encoded(self, payload: bytes, /) -> None:
+        """Queue an event encoded by ``sse_encode`` (used by SSEChannel)."""
+    def close(self) -> None:
+        """End the stream cleanly."""
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block without the GIL until the stream closes; False if the timeout passed first."""
+    @property
+    def closed(self) -> bool:
+        """True once no more events can be sent."""
+    @property
+    def last_event_id(self) -> str | None:
+        """The request's Last-Event-ID header, or None."""
+    @property
+    def id(self) -> int:
+        """A number unique to this stream within its server."""
+
 @final
 class Request:
     """An HTTP request given to a handler. Created by the server only.
@@ -88,12 +146,34 @@ class Request:
         headers: Iterable[tuple[str, _HeaderValue]],
         body: _Body = b"",
     ) -> None: ...
+    def respond_sse(
+        self,
+        headers: Mapping[str, _HeaderValue] | Iterable[tuple[str, _HeaderValue]] | None = None,
+    ) -> SSEStream:
+        """Answer 200 with ``text/event-stream`` and return the stream (it is the response)."""
+    def upgrade_to_websocket(
+        self,
+        handler: Callable[[WebSocket, Any, Any], Any] | None = None,
+        protocols: Sequence[str] | None = None,
+    ) -> WebSocket:
+        """Answer the WebSocket handshake with 101 and return the WebSocket.
+
+        ``handler`` overrides the server's ``websocket_handler``; ``protocols`` lists the
+        subprotocols this route accepts. Raises RuntimeError without any handler, and
+        HandshakeRefused (after answering 400 or 426) when the request is not a valid handshake.
+        """
 
 def validate_pattern(pattern: str, /) -> None:
     """Raise ValueError if ``pattern`` is not a valid route pattern."""
 
 def status_reason(status: int, /) -> str:
     """The standard reason phrase of an HTTP status (``'Unknown'`` if there is none)."""
+
+def sse_encode(data: str, event: str | None, id: str | int | None, retry: int | None, /) -> bytes:
+    """One event in the event-stream format."""
+
+def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
+    """Queue the same encoded event on every stream; return how many took it."""
 
 # ---- internal ----
 
@@ -124,6 +204,15 @@ class Core:
         max_pipeline: int = ...,
         max_connections: int = ...,
         backlog: int = ...,
+        websocket_handler: Callable[..., Any] | None = ...,
+        on_ws_error: Callable[[WebSocket, BaseException], Any] | None = ...,
+        ws_support: tuple[tuple[Any, ...], tuple[Any, ...], Any] | None = ...,
+        max_send_queue: int = ...,
+        sse_heartbeat: float = ...,
+        max_message_len: int = ...,
+        websocket_compression: bool = ...,
+        websocket_ping_interval: float = ...,
+        websocket_close_timeout: float = ...,
     ) -> None: ...
     def listen_tcp(self, host: str | None, port: int, /) -> int:
         """Bind and listen; returns the bound port. Raises OSError."""

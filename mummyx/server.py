@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _mummyx
+from . import websocket as _ws
 from ._structures import Headers, QueryParams
 
 logger = logging.getLogger("mummyx")
@@ -154,6 +155,9 @@ def _plain(request: Any, status: int) -> None:
 
 def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
     def on_error(request: Any, exc: BaseException) -> None:
+        if isinstance(exc, _mummyx.HandshakeRefused) and request.responded:
+            logger.info("%s %s: %s", request.method, request.uri, exc)
+            return
         logger.error("handler for %s %s raised", request.method, request.uri,
                      exc_info=(type(exc), exc, exc.__traceback__))
         error_handler = router.error_handler if router is not None else None
@@ -178,6 +182,11 @@ def _respond_value(request: Any, value: Any) -> None:
         request.respond(200, {"Content-Type": "application/json"}, _json_dumps(value))
     else:
         raise TypeError(f"cannot send a {type(value).__name__} as a response")
+
+
+def _on_ws_error(websocket: Any, exc: BaseException) -> None:
+    logger.error("websocket handler raised (connection %s from %s)", websocket.id,
+                 websocket.remote_addr, exc_info=(type(exc), exc, exc.__traceback__))
 
 
 def _on_no_response(request: Any) -> None:
@@ -249,6 +258,11 @@ class Server:
         max_pipeline: int = 16,
         max_connections: int = 10000,
         backlog: int = 1024,
+        max_send_queue: int = 4 * 1024 * 1024,
+        sse_heartbeat: float = 15.0,
+        websocket_compression: bool = True,
+        websocket_ping_interval: Optional[float] = None,
+        websocket_close_timeout: float = 5.0,
     ) -> None:
         if not isinstance(handler, Router) and not callable(handler):
             raise TypeError("handler must be a Router or a callable taking a Request")
@@ -286,6 +300,15 @@ class Server:
             max_pipeline=max_pipeline,
             max_connections=max_connections,
             backlog=backlog,
+            websocket_handler=websocket_handler,
+            on_ws_error=_on_ws_error,
+            ws_support=_ws.SUPPORT,
+            max_send_queue=max_send_queue,
+            sse_heartbeat=float(sse_heartbeat or 0.0),
+            max_message_len=max_message_len,
+            websocket_compression=bool(websocket_compression),
+            websocket_ping_interval=float(websocket_ping_interval or 0.0),
+            websocket_close_timeout=float(websocket_close_timeout),
         )
         self._host: Optional[str] = None
         self._unix: Optional[str] = None

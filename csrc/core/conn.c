@@ -47,8 +47,12 @@ mx_conn_t *mx__conn_new(mx_server_t *s, int fd) {
 }
 
 void mx__conn_free(mx_conn_t *c) {
+    if (c->stream)
+        mx__stream_detach(c->stream);
     mx_req_t *r = c->pipe_head;
     while (r) {
+        if (r->resp_ready && r->stream)
+            mx__stream_detach(r->stream); /* a stream whose head never went out */
         mx_req_t *next = r->next_in_conn;
         r->conn = NULL; /* workers' responses for it will be dropped */
         r->next_in_conn = NULL;
@@ -129,7 +133,7 @@ static void reject(mx_conn_t *c, int status) {
         r->log_only = 1;
         r->dispatched = 1;
         mx_req_incref(r);
-        mx__pool_push(c->server, r);
+        mx__pool_push(c->server, &r->super);
     }
 }
 
@@ -151,7 +155,7 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
     }
     r->dispatched = 1;
     mx_req_incref(r); /* the pool's reference */
-    mx__pool_push(s, r);
+    mx__pool_push(s, &r->super);
 }
 
 static size_t body_limit_for(mx_server_t *s, mx_req_t *r) {
@@ -222,6 +226,11 @@ static int parse_head(mx_conn_t *c) {
     r->keep_alive = info.keep_alive;
     if (!info.keep_alive)
         c->no_more_requests = 1;
+    if (mx_req_header(r, "upgrade", 7)) {
+        /* A handler may switch protocols: bytes after this head are not HTTP until we know. */
+        r->ws_offered = 1;
+        c->hold_input = 1;
+    }
 
     /* Route before reading the body: the route decides the body limit. */
     if (s->router) {
@@ -324,6 +333,8 @@ static void process_input(mx_conn_t *c) {
         int progress = 0;
         switch (c->state) {
         case MX_CONN_HEAD:
+            if (c->hold_input)
+                return; /* an upgrade or a stream decides what the next bytes are */
             if (c->no_more_requests) {
                 c->rpos = c->rlen; /* never parse past a request that closes the connection */
                 return;
@@ -346,13 +357,16 @@ static void process_input(mx_conn_t *c) {
         case MX_CONN_DRAIN:
             c->rpos = c->rlen;
             return;
+        case MX_CONN_WS:
+            mx__ws_on_input(c);
+            return;
         }
         if (!progress)
             return;
     }
 }
 
-static void start_linger(mx_conn_t *c) {
+void mx__conn_start_linger(mx_conn_t *c) {
     /* Half-close and read until the client closes: closing with unread input would make the
      * kernel send RST, which can destroy the response before the client reads it. */
     shutdown(c->fd, SHUT_WR);
@@ -365,10 +379,40 @@ static void start_linger(mx_conn_t *c) {
     mx__timer_set(c, MX_TIMER_LINGER, LINGER_SECONDS);
 }
 
-/* Writes every ready response at the front of the pipeline. Returns 1 if a request left it. */
+/* Takes the pipeline's head out after its response is written. Returns 1 when the connection
+ * must close after it. */
+static int pop_head(mx_conn_t *c) {
+    mx_req_t *r = c->pipe_head;
+    c->pipe_head = r->next_in_conn;
+    if (!c->pipe_head)
+        c->pipe_tail = NULL;
+    c->inflight--;
+    if (r->ws_offered)
+        c->hold_input = 0; /* no upgrade happened: the next bytes are HTTP again */
+    int close_after = r->resp_close;
+    r->conn = NULL;
+    r->next_in_conn = NULL;
+    mx_req_decref(r);
+    return close_after;
+}
+
+/* Writes every ready response at the front of the pipeline, and the active stream's data.
+ * Returns 1 if a request left the pipeline. */
 static int flush(mx_conn_t *c) {
     struct iovec iov[64];
     int freed = 0;
+again:
+    if (c->stream && !c->closing && !c->lingering) {
+        if (!mx__stream_flush(c))
+            return freed; /* still streaming, or the connection ended with the stream */
+        /* The SSE stream ended cleanly: its request leaves, the connection goes on. */
+        c->hold_input = 0;
+        freed = 1;
+        if (pop_head(c) || atomic_load(&c->server->stopping)) {
+            mx__conn_start_linger(c);
+            return freed;
+        }
+    }
     while (!c->closing && !c->lingering) {
         int n = 0;
         size_t total = 0;
@@ -378,8 +422,8 @@ static int flush(mx_conn_t *c) {
             iov[n].iov_len = r->resp_len - r->resp_off;
             total += iov[n].iov_len;
             n++;
-            if (r->resp_close)
-                break;
+            if (r->resp_close || r->stream)
+                break; /* nothing is written after these until they are done */
         }
         if (n == 0 && c->cur && c->pipe_head == c->cur && !c->continue_sent) {
             /* Only the request waiting for its body is left: now 100 Continue can go out. */
@@ -420,17 +464,18 @@ static int flush(mx_conn_t *c) {
                 break;
             }
             left -= rem;
-            c->pipe_head = r->next_in_conn;
-            if (!c->pipe_head)
-                c->pipe_tail = NULL;
-            c->inflight--;
+            r->resp_off = r->resp_len;
+            if (r->stream && !r->is_head) {
+                /* The head of a stream is out: the stream takes the connection over. */
+                mx__stream_attach(c, r->stream);
+                freed = 1;
+                goto again;
+            }
+            if (r->stream)
+                mx__stream_detach(r->stream); /* HEAD: the head was all there was to send */
             freed = 1;
-            int close_after = r->resp_close;
-            r->conn = NULL;
-            r->next_in_conn = NULL;
-            mx_req_decref(r);
-            if (close_after) {
-                start_linger(c);
+            if (pop_head(c)) {
+                mx__conn_start_linger(c);
                 return freed;
             }
             if (left == 0 && (!c->pipe_head || !c->pipe_head->resp_ready))
@@ -520,6 +565,10 @@ void mx__conn_on_readable(mx_conn_t *c) {
         c->rpos = c->rlen = 0;
     }
     ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    if (n == 0 && (c->stream || c->state == MX_CONN_WS)) {
+        mx__conn_close(c); /* the peer of a stream is gone: tell the stream at once */
+        return;
+    }
     if (n == 0) {
         /* The client finished sending. Answer the complete requests it already made (it may
          * still be reading: a half-close), drop an incomplete one, then close. */
@@ -557,7 +606,13 @@ void mx__conn_on_writable(mx_conn_t *c) { pump(c); }
 
 void mx__conn_response_ready(mx_conn_t *c) { pump(c); }
 
+void mx__conn_stream_ready(mx_conn_t *c) { pump(c); }
+
 void mx__conn_on_timeout(mx_conn_t *c, int kind) {
+    if (kind == MX_TIMER_HEARTBEAT || kind == MX_TIMER_WS_PING || kind == MX_TIMER_WS_CLOSE) {
+        mx__stream_on_timeout(c, kind);
+        return;
+    }
     if (kind == MX_TIMER_HEAD) {
         /* RFC 9110 15.5.9. Earlier pipelined requests are still answered first: the 408 takes
          * its place at the end of the pipeline. */

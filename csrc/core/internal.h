@@ -19,10 +19,88 @@ enum mx_conn_state {
     MX_CONN_BODY_CL,      /* reading a Content-Length body into conn->cur */
     MX_CONN_BODY_CHUNKED, /* decoding a chunked body into conn->cur */
     MX_CONN_DRAIN,        /* an error response is queued; input is no longer parsed */
+    MX_CONN_WS,           /* upgraded: input is WebSocket frames */
 };
 
 /* Which timer list a connection is on. */
-enum mx_timer_kind { MX_TIMER_NONE = 0, MX_TIMER_IDLE, MX_TIMER_HEAD, MX_TIMER_LINGER, MX_TIMER__N };
+enum mx_timer_kind {
+    MX_TIMER_NONE = 0,
+    MX_TIMER_IDLE,
+    MX_TIMER_HEAD,
+    MX_TIMER_LINGER,
+    MX_TIMER_HEARTBEAT, /* an SSE stream idle for sse_heartbeat */
+    MX_TIMER_WS_PING,   /* a WebSocket idle for websocket_ping_interval (or its ping unanswered) */
+    MX_TIMER_WS_CLOSE,  /* our close frame is out; the peer's is due */
+    MX_TIMER__N
+};
+
+/* One piece of a stream's output: [head][bytes data[off..end)][tail], written in that order. */
+typedef struct mx_wnode {
+    struct mx_wnode *next;
+    mx_bytes_t *bytes; /* shared bytes, or NULL when raw (malloc'ed, owned) holds the data */
+    char *raw;
+    size_t start, end; /* the part of the data to write */
+    size_t pos;        /* bytes of the whole node already written */
+    unsigned char head_len, tail_len;
+    unsigned char is_close;  /* a WebSocket close frame */
+    unsigned char is_end;    /* the SSE stream's last chunk */
+    char head[14];           /* chunk-size line */
+    char tail[2];            /* CRLF after a chunk */
+} mx_wnode_t;
+
+struct mx_ws_reader;
+struct mx_ws_deflater;
+
+/*
+ * A stream (SSE or WebSocket). Lock order: send_mu, then mu, then the server's out_mu/pool_mu.
+ * Never call out of the core while holding either.
+ */
+struct mx_stream {
+    mx_task_t super; /* MX_TASK_WS: deliver queued events */
+    atomic_int refcnt;
+    mx_server_t *server;
+    int kind; /* MX_STREAM_SSE or MX_STREAM_WS */
+    uint64_t id;
+    int chunked; /* SSE on HTTP/1.1: events are chunks, and the end is a last-chunk */
+    pthread_mutex_t send_mu; /* serializes WebSocket senders (message order, deflate context) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct mx_ws_deflater *deflater; /* under send_mu */
+
+    /* ---- under mu ---- */
+    mx_wnode_t *q_head, *q_tail; /* queued by senders, not yet taken by the I/O thread */
+    size_t queued;               /* bytes queued and not yet written (q and w lists) */
+    atomic_int closed;           /* no more sends accepted */
+    int finished;                /* the connection is gone */
+    int slow;                    /* closed because the peer stopped reading */
+    int close_code;              /* the peer's close code for the CLOSE event (WS) */
+    char close_reason[128];
+    size_t close_reason_len;
+    unsigned char notify_pending; /* on the server's notify list (under the server's out_mu) */
+    unsigned char want_resume;    /* the reader paused for a full inbound queue may resume */
+    struct mx_stream *next_notify;
+    mx_ws_msg_t *in_head, *in_tail; /* WebSocket events not yet delivered */
+    size_t in_bytes;
+    int scheduled;      /* a delivery task is queued or running */
+    int reader_waiting; /* the I/O thread paused reading until the inbound queue drains */
+    int close_queued;   /* the CLOSE event is queued: nothing may follow it */
+
+    /* ---- I/O thread only ---- */
+    struct mx_conn *conn; /* NULL until the response head is out, and after the connection */
+    mx_wnode_t *w_head, *w_tail;
+    struct mx_ws_reader *reader;
+    int in_paused;       /* reading paused: the inbound queue is full */
+    int dead_reader;     /* the input broke the protocol: discard the rest */
+    int close_sent;      /* our close frame is written */
+    int close_received;  /* the peer's close frame arrived */
+    int fail_after_close; /* close the TCP connection as soon as our close frame is out */
+    int ping_outstanding;
+    int deflate; /* permessage-deflate negotiated */
+    int deflate_params[4]; /* server_no_ctx, client_no_ctx, server_bits, client_bits */
+    void *user;
+};
+#define MX_STREAM_SSE 1
+#define MX_STREAM_WS 2
 
 typedef struct mx_conn {
     int fd;
@@ -36,7 +114,10 @@ typedef struct mx_conn {
     unsigned no_more_requests : 1; /* a response will close the connection; stop parsing */
     unsigned continue_sent : 1;
     unsigned is_unix : 1;
-    uint32_t ep_events; /* what epoll watches now */
+    unsigned hold_input : 1; /* a possible upgrade or an active stream: parse no further requests */
+    unsigned stream_shut : 1; /* the server is stopping and told the stream so */
+    uint32_t ep_events;
+    mx_stream_t *stream; /* the active stream (its request is the pipeline's head) */ /* what epoll watches now */
 
     /* input */
     char *rbuf;
@@ -96,15 +177,18 @@ struct mx_server {
     } timers[MX_TIMER__N];
     int64_t now_ms;
 
-    /* the response queue: workers -> I/O thread. Lock order: out_mu is a leaf. */
+    /* the response queue: workers -> I/O thread, and streams with news for it.
+     * Lock order: out_mu is a leaf. */
     pthread_mutex_t out_mu;
     mx_req_t *out_head, *out_tail;
+    mx_stream_t *notify_head, *notify_tail;
+    uint64_t next_stream_id; /* under out_mu */
     atomic_int wake_pending;
 
     /* the pool: I/O thread -> workers. Lock order: pool_mu is a leaf. */
     pthread_mutex_t pool_mu;
     pthread_cond_t pool_cv;
-    mx_req_t *task_head, *task_tail;
+    mx_task_t *task_head, *task_tail;
     int idle_workers;
     int pending_wakes;  /* signalled workers that have not woken yet */
     int qlen;           /* requests in the queue */
@@ -127,7 +211,9 @@ int64_t mx__now_ms(void);
 void mx__conn_close(mx_conn_t *c);
 void mx__conn_set_events(mx_conn_t *c, uint32_t events);
 void mx__timer_set(mx_conn_t *c, int kind, double seconds);
+void mx__timer_restart(mx_conn_t *c, int kind, double seconds); /* a new deadline even if armed */
 void mx__post_response(mx_server_t *s, mx_req_t *r);
+void mx__stream_notify(mx_stream_t *st); /* any thread; st->mu not held */
 
 /* conn.c */
 mx_conn_t *mx__conn_new(mx_server_t *s, int fd);
@@ -136,6 +222,30 @@ void mx__conn_on_readable(mx_conn_t *c);
 void mx__conn_on_writable(mx_conn_t *c);
 void mx__conn_response_ready(mx_conn_t *c);
 void mx__conn_on_timeout(mx_conn_t *c, int kind);
+void mx__conn_stream_ready(mx_conn_t *c);
+void mx__conn_start_linger(mx_conn_t *c);
+
+/* stream.c */
+mx_stream_t *mx__stream_new(mx_server_t *s, int kind);
+int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n); /* st->mu held; takes n */
+mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end); /* takes a reference */
+mx_wnode_t *mx__wnode_raw(void *data, size_t len); /* takes ownership of data; frees it on failure */
+void mx__wnode_free(mx_wnode_t *n);
+void mx__stream_attach(mx_conn_t *c, mx_stream_t *st);
+int mx__stream_flush(mx_conn_t *c); /* 1: the stream is over and its request left */
+void mx__stream_detach(mx_stream_t *st);
+void mx__stream_on_notify(mx_stream_t *st);
+void mx__stream_on_timeout(mx_conn_t *c, int kind);
+void mx__stream_shutdown(mx_stream_t *st); /* server stopping: close WS with 1001, end SSE */
+void mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m); /* st->mu held */
+
+/* websocket.c (I/O thread) */
+void mx__ws_on_input(mx_conn_t *c);
+void mx__ws_on_attach(mx_conn_t *c, mx_stream_t *st);
+int mx__ws_after_write(mx_conn_t *c, mx_stream_t *st, int close_written);
+void mx__ws_free(mx_stream_t *st);
+void mx__ws_on_timeout(mx_conn_t *c, mx_stream_t *st, int kind);
+void mx__ws_task_finish(mx_stream_t *st); /* worker: requeue if events remain */
 
 /* pool.c */
 int64_t mx__now_ns(void);
@@ -143,7 +253,7 @@ void mx__thread_batch_policy(void);
 void mx__pool_check_stall(mx_server_t *s);
 int mx__pool_has_queued(mx_server_t *s);
 int mx__pool_start(mx_server_t *s);
-void mx__pool_push(mx_server_t *s, mx_req_t *r);
+void mx__pool_push(mx_server_t *s, mx_task_t *t);
 void mx__pool_stop(mx_server_t *s);
 
 /* response.c */

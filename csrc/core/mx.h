@@ -21,9 +21,25 @@
 
 typedef struct mx_server mx_server_t;
 typedef struct mx_req mx_req_t;
+typedef struct mx_stream mx_stream_t;
 struct mx_conn;
 
 #define MX_EALREADY (-114) /* a final response was already given */
+#define MX_EFULL (-105)    /* a send queue is over its bound (the peer stopped reading) */
+
+/*
+ * Work for the pool. A request (MX_TASK_REQUEST) runs its handler; a WebSocket connection
+ * (MX_TASK_WS) delivers its queued events, one at a time and in order. The task is embedded at
+ * the start of mx_req_t and mx_stream_t.
+ */
+#define MX_TASK_REQUEST 0
+#define MX_TASK_WS 1
+typedef struct mx_task {
+    struct mx_task *next_task; /* pool queue link (pool mutex) */
+    int kind;                  /* MX_TASK_* */
+    int64_t t_queued_ns;       /* when it entered the pool's queue (pool.c) */
+    int64_t t_popped_ns;       /* when a worker took it */
+} mx_task_t;
 
 /* Server limits and switches. mx_config_defaults fills in the documented defaults. */
 typedef struct mx_config {
@@ -36,19 +52,25 @@ typedef struct mx_config {
     int max_connections;    /* accepting pauses beyond */
     double header_timeout;  /* seconds for a whole request head to arrive (408); <= 0: none */
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; <= 0: none */
+    size_t max_send_queue;  /* bytes an SSE stream or WebSocket may have queued (slow peers) */
+    double sse_heartbeat;   /* seconds of silence before an SSE stream gets a comment; <= 0: none */
+    size_t max_message_len; /* WebSocket message bytes (1009 beyond) */
+    int websocket_compression;      /* negotiate permessage-deflate */
+    double websocket_ping_interval; /* seconds of silence before a ping; <= 0: none */
+    double websocket_close_timeout; /* seconds to wait for the peer's close frame */
     int backlog;            /* listen(2) backlog */
     int route_not_found;    /* 1: unmatched requests go to the hooks (custom 404 handler) */
     int route_not_allowed;  /* 1: wrong-method requests go to the hooks (custom 405 handler) */
     int access_log;         /* 1: every request reaches the hooks, at least to be logged */
 } mx_config_t;
 
-/* Called on worker threads. run() owns one reference to req and must hand it back with
- * mx_req_done() once the handler has returned (also for requests taken with mx_pool_trypop). */
+/* Called on worker threads. run() owns the pool's reference to the task and must hand it back
+ * with mx_task_done() once done with it (also for tasks taken with mx_pool_trypop). */
 typedef struct mx_hooks {
     void *ctx;
     void (*worker_start)(void *ctx);
     void (*worker_stop)(void *ctx);
-    void (*run)(void *ctx, mx_req_t *req);
+    void (*run)(void *ctx, mx_task_t *task);
 } mx_hooks_t;
 
 /* Why a request reached the hooks. */
@@ -62,7 +84,7 @@ typedef struct mx_hooks {
  * so any thread holding a reference may read them. The rest is private to the core.
  */
 struct mx_req {
-    struct mx_req *next_task; /* pool queue link (pool mutex) */
+    mx_task_t super; /* kind MX_TASK_REQUEST */
     atomic_int refcnt;
     mx_server_t *server;
 
@@ -93,8 +115,7 @@ struct mx_req {
     unsigned char keep_alive; /* the client allows the connection to stay open */
     int accept_enc;          /* MX_ENC_* chosen from Accept-Encoding */
     unsigned char log_only;  /* already answered by the server (an error): only log it */
-    int64_t t_queued_ns;     /* when it entered the pool's queue (pool.c) */
-    int64_t t_popped_ns;     /* when a worker took it */
+    unsigned char ws_offered; /* the head asked for a WebSocket upgrade */
 
     /* ---- response (written once by the responding thread, then handed over) ---- */
     atomic_int responded;
@@ -113,6 +134,7 @@ struct mx_req {
     unsigned char resp_ready;
     unsigned char resp_close; /* close the connection after this response */
     unsigned char dispatched;
+    mx_stream_t *stream; /* an SSE stream or WebSocket that follows the response head (owned) */
 };
 
 /* Fills c with the defaults. Any thread. */
@@ -151,13 +173,14 @@ int mx_server_wait(mx_server_t *s, double timeout);
 void mx_server_free(mx_server_t *s);
 
 /*
- * From inside hooks->run: takes the next queued request without blocking, or NULL. Lets a worker
- * that already holds the GIL run several requests per acquisition. Worker thread.
+ * From inside hooks->run: takes the next queued task without blocking, or NULL. Lets a worker
+ * that already holds the GIL run several tasks per acquisition. Worker thread.
  */
-mx_req_t *mx_pool_trypop(mx_server_t *s);
+mx_task_t *mx_pool_trypop(mx_server_t *s);
 
-/* A worker finished running r (its handler returned): drops the pool's reference. Worker. */
-void mx_req_done(mx_req_t *r);
+/* A worker finished running t (a handler returned, or a WebSocket's events were delivered):
+ * drops the pool's reference. Worker. */
+void mx_task_done(mx_server_t *s, mx_task_t *t);
 
 /* Reference counting; any thread. The last decref frees the request. */
 void mx_req_incref(mx_req_t *r);
@@ -183,5 +206,87 @@ const char *mx_status_reason(int status);
 
 /* Finds the first header of a request by lowercase name; returns NULL when absent. */
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len);
+
+/* ---- streams: Server-Sent Events and WebSockets (stream.c, sse.c, websocket.c) ----
+ *
+ * A stream is the part of a connection that outlives the request's handler. Any thread may send
+ * on it: sends copy (or share) the bytes into the stream's bounded queue and wake the I/O thread,
+ * which alone writes to the socket. When the connection goes away the stream is marked closed;
+ * later sends fail with MX_ECLOSED. Streams are reference counted; the binding holds one.
+ */
+
+/* Immutable shared bytes (one SSE event fanned out to many streams). */
+typedef struct mx_bytes {
+    atomic_int refcnt;
+    size_t len;
+    char data[];
+} mx_bytes_t;
+mx_bytes_t *mx_bytes_new(size_t len); /* refcnt 1; NULL on ENOMEM */
+void mx_bytes_decref(mx_bytes_t *b);
+
+void mx_stream_incref(mx_stream_t *st);
+void mx_stream_decref(mx_stream_t *st);
+uint64_t mx_stream_id(const mx_stream_t *st);
+/* 1 once no more data can be sent (closed by either side, or the connection is gone). */
+int mx_stream_closed(mx_stream_t *st);
+/* Blocks (no locks of the caller held, no GIL) until the connection is gone or timeout seconds
+ * (< 0: forever) pass; returns 1 when it is gone. */
+int mx_stream_wait_finished(mx_stream_t *st, double timeout);
+/* The binding's object for this stream (the WebSocket's Python object). */
+void *mx_stream_user(const mx_stream_t *st);
+void mx_stream_set_user(mx_stream_t *st, void *user);
+
+/*
+ * SSE. mx_req_respond_sse answers 200 with the event-stream headers and the caller's (same rules
+ * as mx_req_respond) and returns the stream in *out (one reference for the caller). On HTTP/1.1
+ * the body is chunked, so closing ends it and the connection can be reused. Any thread.
+ */
+int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, int *bad_header,
+                       mx_stream_t **out);
+/* Encodes one event (WHATWG event stream): event/id may not hold CR or LF, id not NUL (MX_EINVAL);
+ * retry < 0 means none. comment != 0 encodes data as comment lines instead. */
+int mx_sse_encode(const char *data, size_t len, const char *event, size_t event_len,
+                  const char *id, size_t id_len, long long retry, int comment, mx_bytes_t **out);
+/* Queues encoded bytes; MX_ECLOSED when closed, MX_EFULL when the queue bound was hit (the stream
+ * is then closed and its connection dropped). Never blocks on the network. Any thread. */
+int mx_sse_send(mx_stream_t *st, mx_bytes_t *b);
+/* Ends the stream cleanly (idempotent). */
+void mx_sse_close(mx_stream_t *st);
+
+/* ---- WebSockets ---- */
+#define MX_WS_EVENT_OPEN 0
+#define MX_WS_EVENT_MESSAGE 1
+#define MX_WS_EVENT_ERROR 2
+#define MX_WS_EVENT_CLOSE 3
+typedef struct mx_ws_msg {
+    struct mx_ws_msg *next;
+    int event;      /* MX_WS_EVENT_* */
+    int opcode;     /* for MESSAGE: MX_WS_OP_TEXT, BINARY, PING or PONG */
+    uint8_t *data;  /* malloc'ed (or NULL when len is 0) */
+    size_t len;
+} mx_ws_msg_t;
+void mx_ws_msg_free(mx_ws_msg_t *m);
+
+/*
+ * Checks the request's WebSocket handshake and answers it: 101 with the accept key, the first
+ * subprotocol the client offers among protocols[0..nprot) (*selected: its index or -1), and
+ * permessage-deflate when enabled and offered. On a bad handshake answers 400 (or 426 for a
+ * version other than 13) and returns that status; returns MX_EALREADY when a response was already
+ * given, MX_ENOMEM, or 0 with the stream in *out (one reference for the caller). Any thread.
+ */
+int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, int *selected,
+                      mx_stream_t **out);
+/* Queues one message (opcode MX_WS_OP_TEXT/BINARY/PING/PONG), compressing it when negotiated.
+ * Returns 0, MX_ECLOSED, MX_EFULL (the peer stopped reading: closed with 1008), MX_ENOMEM. */
+int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len);
+/* Starts the closing handshake (idempotent); reason is cut to fit a control frame. */
+void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_len);
+/* Worker, inside hooks->run for an MX_TASK_WS task: the next event to deliver, or NULL when
+ * there is none left (the task is then over). The caller frees it with mx_ws_msg_free. */
+mx_ws_msg_t *mx_ws_next_event(mx_stream_t *st);
+/* After the CLOSE event: the peer's close code (1005 none, 1006 abnormal) and reason. */
+int mx_ws_close_code(mx_stream_t *st, char *reason, size_t cap, size_t *reason_len);
+/* 1 when the connection ended because the peer stopped reading (for the log). */
+int mx_ws_was_slow(mx_stream_t *st);
 
 #endif

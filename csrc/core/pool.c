@@ -59,8 +59,8 @@ int64_t mx__now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static mx_req_t *pool_pop_locked(mx_server_t *s, int64_t now) {
-    mx_req_t *r = s->task_head;
+static mx_task_t *pool_pop_locked(mx_server_t *s, int64_t now) {
+    mx_task_t *r = s->task_head;
     if (r) {
         s->task_head = r->next_task;
         if (!s->task_head)
@@ -96,8 +96,9 @@ static void wake_one_locked(mx_server_t *s) {
     pthread_cond_signal(&s->pool_cv);
 }
 
-/* Called by the I/O thread. Ownership of one reference to r passes to the pool. */
-void mx__pool_push(mx_server_t *s, mx_req_t *r) {
+/* Called by the I/O thread (or, for WebSocket deliveries, any thread). Ownership of one
+ * reference to r's owner passes to the pool. */
+void mx__pool_push(mx_server_t *s, mx_task_t *r) {
     atomic_fetch_add(&s->running, 1);
     int64_t now = mx__now_ns();
     r->t_queued_ns = now;
@@ -125,32 +126,35 @@ void mx__pool_check_stall(mx_server_t *s) {
         return;
     int64_t now = mx__now_ns();
     pthread_mutex_lock(&s->pool_mu);
-    mx_req_t *head = s->task_head;
+    mx_task_t *head = s->task_head;
     if (head && now - head->t_queued_ns > MX_STALL_NS && s->idle_workers > s->pending_wakes)
         wake_one_locked(s);
     pthread_mutex_unlock(&s->pool_mu);
 }
 
-mx_req_t *mx_pool_trypop(mx_server_t *s) {
+mx_task_t *mx_pool_trypop(mx_server_t *s) {
     if (!__atomic_load_n(&s->task_head, __ATOMIC_RELAXED)) /* a miss only delays to a sleeper */
         return NULL;
     int64_t now = mx__now_ns();
     pthread_mutex_lock(&s->pool_mu);
-    mx_req_t *r = pool_pop_locked(s, now);
+    mx_task_t *r = pool_pop_locked(s, now);
     pthread_mutex_unlock(&s->pool_mu);
     return r;
 }
 
-/* A worker finished r: fold its time into the average that guides waking. */
-void mx_req_done(mx_req_t *r) {
-    mx_server_t *s = r->server;
+/* A worker finished t: fold its time into the average that guides waking, and drop the pool's
+ * reference to what it carried. */
+void mx_task_done(mx_server_t *s, mx_task_t *r) {
     if (r->t_popped_ns) {
         int64_t dt = mx__now_ns() - r->t_popped_ns;
         int64_t avg = atomic_load_explicit(&s->handler_ns, memory_order_relaxed);
         atomic_store_explicit(&s->handler_ns, avg + (dt - avg) / 8, memory_order_relaxed);
     }
     atomic_fetch_sub(&s->running, 1);
-    mx_req_decref(r);
+    if (r->kind == MX_TASK_REQUEST)
+        mx_req_decref((mx_req_t *)r);
+    else
+        mx__ws_task_finish((mx_stream_t *)r);
 }
 
 static void *worker_main(void *arg) {
@@ -165,7 +169,7 @@ static void *worker_main(void *arg) {
         s->hooks.worker_start(s->hooks.ctx);
     for (;;) {
         pthread_mutex_lock(&s->pool_mu);
-        mx_req_t *r;
+        mx_task_t *r;
         atomic_store_explicit(&w->task_start_ns, 0, memory_order_relaxed);
         while (!(r = pool_pop_locked(s, mx__now_ns())) && !s->pool_stop) {
             s->idle_workers++;
@@ -181,7 +185,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_unlock(&s->pool_mu);
         if (!r)
             break;
-        s->hooks.run(s->hooks.ctx, r); /* calls mx_req_done for each request it runs */
+        s->hooks.run(s->hooks.ctx, r); /* calls mx_task_done for each task it runs */
     }
     if (s->hooks.worker_stop)
         s->hooks.worker_stop(s->hooks.ctx);

@@ -103,6 +103,8 @@ void mx_req_decref(mx_req_t *r) {
     if (atomic_fetch_sub_explicit(&r->refcnt, 1, memory_order_acq_rel) == 1) {
         free(r->body);
         free(r->resp);
+        if (r->stream)
+            mx_stream_decref(r->stream);
         free(r);
     }
 }
@@ -311,8 +313,12 @@ static int has_token_ci(const char *v, size_t len, const char *tok) {
     return 0;
 }
 
-int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
-                   const char *body, size_t body_len, int *bad_header) {
+/* mode: 0 a whole response; RESP_STREAM an SSE head (chunked on HTTP/1.1, else close-delimited),
+ * followed by the stream already set in r->stream. */
+#define RESP_STREAM 1
+static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
+                      const char *body, size_t body_len, int *bad_header, mx_stream_t *st) {
+    int mode = st ? RESP_STREAM : 0;
     mx_server_t *s = r->server;
     *bad_header = -1;
     if (status < 200 || status > 999)
@@ -358,7 +364,7 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
      * handler did not encode it itself. The response varies by Accept-Encoding whenever it
      * could have been compressed, so Vary goes out even when this client gets identity. */
     int eligible = s->cfg.compression && has_body && !has_ce && body_len > MX_COMPRESS_MIN_LEN &&
-                   ctype && mx_compress_type_ok(ctype, ctype_len);
+                   ctype && mx_compress_type_ok(ctype, ctype_len) && mode == 0;
     char *zbody = NULL;
     size_t zlen = 0;
     int enc = MX_ENC_NONE;
@@ -371,6 +377,9 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
         }
     }
     int close_conn = !r->keep_alive || user_close || atomic_load(&s->stopping);
+    int chunked = mode == RESP_STREAM && r->minor_version >= 1;
+    if (mode == RESP_STREAM && !chunked)
+        close_conn = 1; /* HTTP/1.0: the body ends when the connection does */
     int send_body = has_body && !r->is_head;
     /* HEAD answered by the handler with an explicit Content-Length and no body: keep theirs. */
     int keep_user_cl = user_cl && r->is_head && body_len == 0;
@@ -409,7 +418,9 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
         p = PUTLIT(p, "Content-Encoding: deflate\r\n");
     if (eligible)
         p = PUTLIT(p, "Vary: Accept-Encoding\r\n");
-    if (has_body && !keep_user_cl)
+    if (chunked)
+        p = PUTLIT(p, "Transfer-Encoding: chunked\r\n");
+    else if (has_body && !keep_user_cl && mode == 0)
         p += snprintf(p, 48, "Content-Length: %zu\r\n", body_len);
     if (close_conn)
         p = PUTLIT(p, "Connection: close\r\n");
@@ -426,7 +437,60 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
     r->resp_len = (size_t)(p - buf);
     r->resp_off = 0;
     r->resp_close = (unsigned)close_conn;
+    if (st) {
+        st->chunked = chunked;
+        mx_stream_incref(st);
+        r->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
+    }
     mx_req_incref(r); /* the response queue's reference */
     mx__post_response(s, r);
+    return 0;
+}
+
+int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
+                   const char *body, size_t body_len, int *bad_header) {
+    return respond_ex(r, status, headers, n, body, body_len, bad_header, NULL);
+}
+
+int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, int *bad_header,
+                       mx_stream_t **out) {
+    static const mx_resp_header_t defaults[] = {
+        {"Content-Type", 12, "text/event-stream; charset=utf-8", 32},
+        {"Cache-Control", 13, "no-store", 8},
+        {"X-Accel-Buffering", 17, "no", 2},
+    };
+    *out = NULL;
+    *bad_header = -1;
+    if (atomic_load(&r->responded))
+        return MX_EALREADY;
+    mx_resp_header_t *all = malloc((n + 3) * sizeof(*all));
+    if (!all)
+        return MX_ENOMEM;
+    size_t k = 0;
+    for (size_t d = 0; d < 3; d++) { /* the caller's headers replace the defaults */
+        int overridden = 0;
+        for (size_t i = 0; i < n && !overridden; i++)
+            overridden = mx_http1_name_eq(headers[i].name, headers[i].name_len, defaults[d].name,
+                                          defaults[d].name_len);
+        if (!overridden)
+            all[k++] = defaults[d];
+    }
+    size_t first_user = k;
+    memcpy(all + k, headers, n * sizeof(*all));
+    k += n;
+    mx_stream_t *st = mx__stream_new(r->server, MX_STREAM_SSE);
+    if (!st) {
+        free(all);
+        return MX_ENOMEM;
+    }
+    int rc = respond_ex(r, 200, all, k, NULL, 0, bad_header, st);
+    free(all);
+    if (rc != 0) {
+        if (*bad_header >= 0)
+            *bad_header -= (int)first_user;
+        mx_stream_decref(st);
+        return rc;
+    }
+    *out = st;
     return 0;
 }

@@ -52,6 +52,12 @@ void mx_config_defaults(mx_config_t *c) {
     c->header_timeout = 10.0;
     c->idle_timeout = 60.0;
     c->backlog = 1024;
+    c->max_send_queue = 4 * 1024 * 1024;
+    c->sse_heartbeat = 15.0;
+    c->max_message_len = 65536;
+    c->websocket_compression = 1;
+    c->websocket_ping_interval = 0;
+    c->websocket_close_timeout = 5.0;
 }
 
 mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
@@ -225,6 +231,11 @@ static void timer_unlink(mx_conn_t *c) {
 /* Puts c on the timer list of kind, due in seconds from now; kind NONE or seconds <= 0 only
  * removes it. Re-arming the same kind keeps the original deadline (a slow head must not extend
  * its own limit by trickling bytes). */
+void mx__timer_restart(mx_conn_t *c, int kind, double seconds) {
+    timer_unlink(c);
+    mx__timer_set(c, kind, seconds);
+}
+
 void mx__timer_set(mx_conn_t *c, int kind, double seconds) {
     if (kind == c->timer_kind && kind != MX_TIMER_NONE)
         return;
@@ -385,6 +396,30 @@ void mx__post_response(mx_server_t *s, mx_req_t *r) {
     }
 }
 
+/* Any thread: the stream has news for the I/O thread (data, its end, room to read again). */
+void mx__stream_notify(mx_stream_t *st) {
+    mx_server_t *s = st->server;
+    pthread_mutex_lock(&s->out_mu);
+    int was_empty = 0;
+    if (!st->notify_pending) {
+        st->notify_pending = 1;
+        mx_stream_incref(st);
+        was_empty = s->out_head == NULL && s->notify_head == NULL;
+        st->next_notify = NULL;
+        if (s->notify_tail)
+            s->notify_tail->next_notify = st;
+        else
+            s->notify_head = st;
+        s->notify_tail = st;
+    }
+    pthread_mutex_unlock(&s->out_mu);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(s->wake_fd, &one, sizeof(one));
+        MX_UNUSED(w);
+    }
+}
+
 static void drain_responses(mx_server_t *s) {
     uint64_t v;
     ssize_t rd = read(s->wake_fd, &v, sizeof(v));
@@ -392,6 +427,10 @@ static void drain_responses(mx_server_t *s) {
     pthread_mutex_lock(&s->out_mu);
     mx_req_t *r = s->out_head;
     s->out_head = s->out_tail = NULL;
+    mx_stream_t *st = s->notify_head;
+    s->notify_head = s->notify_tail = NULL;
+    for (mx_stream_t *x = st; x; x = x->next_notify)
+        x->notify_pending = 0;
     pthread_mutex_unlock(&s->out_mu);
     while (r) {
         mx_req_t *next = r->next_out;
@@ -400,8 +439,16 @@ static void drain_responses(mx_server_t *s) {
         r->resp_ready = 1;
         if (c && !c->closing)
             mx__conn_response_ready(c);
+        else if (r->stream)
+            mx__stream_detach(r->stream); /* its connection is already gone */
         mx_req_decref(r);
         r = next;
+    }
+    while (st) {
+        mx_stream_t *next = st->next_notify;
+        mx__stream_on_notify(st);
+        mx_stream_decref(st);
+        st = next;
     }
 }
 
@@ -410,10 +457,15 @@ static void drain_idle_conns(mx_server_t *s) {
     for (mx_conn_t *c = s->conns; c; c = c->next) {
         if (c->closing)
             continue;
-        if (atomic_load(&s->stopping) >= 2 || (!c->pipe_head && c->rpos == c->rlen))
+        if (atomic_load(&s->stopping) >= 2 || (!c->pipe_head && c->rpos == c->rlen)) {
             mx__conn_close(c);
-        else
-            c->no_more_requests = 1;
+            continue;
+        }
+        c->no_more_requests = 1;
+        if (c->stream && !c->stream_shut) {
+            c->stream_shut = 1;
+            mx__stream_shutdown(c->stream); /* WebSockets get 1001, SSE streams their end */
+        }
     }
 }
 
@@ -590,8 +642,16 @@ void mx_server_free(mx_server_t *s) {
     mx_req_t *r = s->out_head;
     while (r) {
         mx_req_t *next = r->next_out;
+        if (r->stream)
+            mx__stream_detach(r->stream);
         mx_req_decref(r);
         r = next;
+    }
+    mx_stream_t *st = s->notify_head;
+    while (st) {
+        mx_stream_t *next = st->next_notify;
+        mx_stream_decref(st);
+        st = next;
     }
     if (s->listen_fd >= 0)
         close(s->listen_fd);

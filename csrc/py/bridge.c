@@ -135,14 +135,17 @@ log:
  * the interpreter (the GIL's own switch interval still applies inside handlers). */
 #define BATCH_MAX 256
 
-static void run(void *ctx, mx_req_t *req) {
+static void run(void *ctx, mx_task_t *task) {
     MxCoreObject *core = ctx;
     PyEval_RestoreThread(worker_ts);
     int n = 0;
     do {
-        handle_one(core, req);
-        mx_req_done(req);
-    } while (++n < BATCH_MAX && (req = mx_pool_trypop(core->server)));
+        if (task->kind == MX_TASK_REQUEST)
+            handle_one(core, (mx_req_t *)task);
+        else
+            pymx_websocket_deliver(core, (mx_stream_t *)task);
+        mx_task_done(core->server, task);
+    } while (++n < BATCH_MAX && (task = mx_pool_trypop(core->server)));
     worker_ts = PyEval_SaveThread();
 }
 

@@ -69,6 +69,12 @@ static PyMethodDef pymx_methods[] = {
      "Raise ValueError if pattern is not a valid route."},
     {"status_reason", status_reason, METH_O,
      "status_reason($module, status, /)\n--\n\nThe standard reason phrase of an HTTP status."},
+    {"sse_encode", (PyCFunction)(void (*)(void))pymx_sse_encode, METH_FASTCALL | METH_KEYWORDS,
+     "sse_encode($module, data, event, id, retry, /)\n--\n\nOne event in the event-stream "
+     "format, as bytes."},
+    {"sse_fanout", (PyCFunction)(void (*)(void))pymx_sse_fanout, METH_FASTCALL,
+     "sse_fanout($module, streams, payload, /)\n--\n\nQueue the same encoded event on every "
+     "stream; return how many took it."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -80,6 +86,23 @@ static int pymx_exec(PyObject *m) {
     st->request_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_request_spec, NULL);
     if (!st->request_type || PyModule_AddType(m, st->request_type) < 0)
         return -1;
+    st->websocket_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_websocket_spec, NULL);
+    if (!st->websocket_type || PyModule_AddType(m, st->websocket_type) < 0)
+        return -1;
+    st->sse_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_sse_spec, NULL);
+    if (!st->sse_type || PyModule_AddType(m, st->sse_type) < 0)
+        return -1;
+    st->handshake_refused = PyErr_NewExceptionWithDoc(
+        "mummyx.HandshakeRefused",
+        "The request is not a valid WebSocket handshake; the client was answered 400 or 426.",
+        PyExc_ValueError, NULL);
+    if (!st->handshake_refused)
+        return -1;
+    Py_INCREF(st->handshake_refused);
+    if (PyModule_AddObject(m, "HandshakeRefused", st->handshake_refused) < 0) {
+        Py_DECREF(st->handshake_refused);
+        return -1;
+    }
     st->connection_closed = PyErr_NewExceptionWithDoc(
         "mummyx.ConnectionClosed", "The client connection is gone.", PyExc_ConnectionError, NULL);
     if (!st->connection_closed)
@@ -97,6 +120,9 @@ static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->core_type);
     Py_VISIT(st->request_type);
     Py_VISIT(st->connection_closed);
+    Py_VISIT(st->handshake_refused);
+    Py_VISIT(st->websocket_type);
+    Py_VISIT(st->sse_type);
     return 0;
 }
 
@@ -105,6 +131,9 @@ static int pymx_clear(PyObject *m) {
     Py_CLEAR(st->core_type);
     Py_CLEAR(st->request_type);
     Py_CLEAR(st->connection_closed);
+    Py_CLEAR(st->handshake_refused);
+    Py_CLEAR(st->websocket_type);
+    Py_CLEAR(st->sse_type);
     return 0;
 }
 

@@ -11,6 +11,14 @@
 
 #include "../core/mx.h"
 
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *Py_NewRef_compat(PyObject *o) {
+    Py_INCREF(o);
+    return o;
+}
+#define Py_NewRef(o) Py_NewRef_compat((PyObject *)(o))
+#endif
+
 /* The raised exception, taken out of the error indicator (PyErr_GetRaisedException before 3.12). */
 static inline PyObject *PyErr_GetRaisedException_compat(void) {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -32,6 +40,9 @@ typedef struct {
     PyTypeObject *core_type;
     PyTypeObject *request_type;
     PyObject *connection_closed; /* mummyx.ConnectionClosed (a ConnectionError) */
+    PyObject *handshake_refused; /* mummyx.HandshakeRefused (a ValueError) */
+    PyTypeObject *websocket_type;
+    PyTypeObject *sse_type;
 } mx_state;
 
 /* One route's Python side, indexed by the core's route_id. */
@@ -56,6 +67,15 @@ typedef struct {
     PyObject *json_dumps;     /* callable(obj) -> str */
     PyObject *make_headers;   /* callable(list of (name, value)) -> Headers */
     PyObject *make_query;     /* callable(str) -> QueryParams */
+    PyObject *ws_handler;     /* the server's websocket_handler, or NULL */
+    PyObject *on_ws_error;    /* callable(websocket, exc): logs a websocket handler's exception */
+    PyObject *ws_events;      /* (OPEN, MESSAGE, ERROR, CLOSE) WebSocketEvent members */
+    PyObject *ws_kinds;       /* (TEXT, BINARY, PING, PONG) MessageKind members */
+    PyObject *ws_message;     /* the Message class: Message(kind, data) */
+    PyTypeObject *websocket_type; /* strong */
+    PyTypeObject *sse_type;       /* strong */
+    PyObject *connection_closed;  /* strong */
+    PyObject *handshake_refused;  /* strong */
     int started;
     int stopped;
 } MxCoreObject;
@@ -69,8 +89,44 @@ typedef struct {
     PyObject *dict; /* attributes users hang on a request (request.user = ...) */
 } MxRequestObject;
 
+/* A WebSocket handed to Python (mummyx.WebSocket). */
+typedef struct {
+    PyObject_HEAD
+    mx_stream_t *st;
+    MxCoreObject *core;    /* strong */
+    PyObject *handler;     /* strong until the CLOSE event was delivered */
+    PyObject *remote_addr; /* str */
+    PyObject *subprotocol; /* str or None */
+    PyObject *close_code;  /* None until CLOSE */
+    PyObject *close_reason;
+    PyObject *dict;
+} MxWebSocketObject;
+
+/* An SSE stream handed to Python (mummyx.SSEStream). */
+typedef struct {
+    PyObject_HEAD
+    mx_stream_t *st;
+    PyObject *connection_closed; /* strong */
+    PyObject *last_event_id;     /* str or None */
+    PyObject *dict;
+} MxSSEStreamObject;
+
 extern PyType_Spec pymx_core_spec;
 extern PyType_Spec pymx_request_spec;
+extern PyType_Spec pymx_websocket_spec;
+extern PyType_Spec pymx_sse_spec;
+
+/* websocket.c */
+PyObject *pymx_websocket_new(MxCoreObject *core, mx_stream_t *st, PyObject *handler,
+                             PyObject *remote_addr, PyObject *subprotocol);
+void pymx_websocket_deliver(MxCoreObject *core, mx_stream_t *st);
+
+/* sse.c */
+PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event_id);
+PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames);
+PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
+
 
 /* request.c */
 PyObject *pymx_request_new(MxCoreObject *core, mx_req_t *req);

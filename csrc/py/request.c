@@ -429,6 +429,137 @@ done:
     return result;
 }
 
+/* respond_sse(headers=None) -> SSEStream */
+static PyObject *request_respond_sse(MxRequestObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"headers", NULL};
+    PyObject *headers = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:respond_sse", kwlist, &headers))
+        return NULL;
+    hdrs_t h;
+    h.items = h.stack;
+    h.n = 0;
+    h.cap = sizeof(h.stack) / sizeof(h.stack[0]);
+    h.has_ctype = 0;
+    h.keep = PyList_New(0);
+    if (!h.keep)
+        return NULL;
+    PyObject *result = NULL;
+    if (hdrs_collect(&h, headers) < 0)
+        goto done;
+    int bad = -1;
+    mx_stream_t *st = NULL;
+    int rc = mx_req_respond_sse(self->req, h.items, h.n, &bad, &st);
+    if (rc == MX_EALREADY) {
+        PyErr_SetString(PyExc_RuntimeError, "a response was already sent for this request");
+    } else if (rc == MX_EINVAL && bad >= 0) {
+        const mx_resp_header_t *b = &h.items[bad];
+        PyErr_Format(PyExc_ValueError, "invalid response header %R: %R",
+                     PyUnicode_DecodeUTF8(b->name, (Py_ssize_t)b->name_len, "replace"),
+                     PyUnicode_DecodeUTF8(b->value, (Py_ssize_t)b->value_len, "replace"));
+    } else if (rc != 0) {
+        pymx_raise_core_error(rc, "cannot respond");
+    } else {
+        const mx_header_t *lei = mx_req_header(self->req, "last-event-id", 13);
+        PyObject *id = lei ? PyUnicode_DecodeUTF8(lei->value, (Py_ssize_t)lei->value_len, "replace")
+                           : (Py_INCREF(Py_None), Py_None);
+        if (id) {
+            result = pymx_sse_new(self->core, st, id);
+            Py_DECREF(id);
+        }
+        if (!result)
+            mx_sse_close(st);
+        if (!result)
+            mx_stream_decref(st);
+    }
+done:
+    if (h.items != h.stack)
+        PyMem_Free(h.items);
+    Py_DECREF(h.keep);
+    return result;
+}
+
+/* upgrade_to_websocket(handler=None, protocols=None) -> WebSocket */
+static PyObject *request_upgrade(MxRequestObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"handler", "protocols", NULL};
+    PyObject *handler = Py_None, *protocols = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:upgrade_to_websocket", kwlist, &handler,
+                                     &protocols))
+        return NULL;
+    if (handler == Py_None)
+        handler = self->core->ws_handler;
+    if (!handler) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "no WebSocket handler: pass upgrade_to_websocket(handler=...) or "
+                        "Server(..., websocket_handler=...)");
+        return NULL;
+    }
+    if (!PyCallable_Check(handler)) {
+        PyErr_SetString(PyExc_TypeError, "the WebSocket handler must be callable");
+        return NULL;
+    }
+    const char *names[32];
+    size_t nprot = 0;
+    PyObject *seq = NULL;
+    if (protocols != Py_None) {
+        if (PyUnicode_Check(protocols)) {
+            PyErr_SetString(PyExc_TypeError, "protocols must be a list of str, not a str");
+            return NULL;
+        }
+        seq = PySequence_Fast(protocols, "protocols must be a list of str");
+        if (!seq)
+            return NULL;
+        if (PySequence_Fast_GET_SIZE(seq) > 32) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_ValueError, "at most 32 protocols");
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+            PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+            names[i] = PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
+            if (!names[i]) {
+                Py_DECREF(seq);
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_TypeError, "protocols must be a list of str");
+                return NULL;
+            }
+            nprot++;
+        }
+    }
+    int selected = -1;
+    mx_stream_t *st = NULL;
+    int rc = mx_req_upgrade_ws(self->req, names, nprot, &selected, &st);
+    PyObject *sub = NULL;
+    if (rc == 0) {
+        if (selected >= 0)
+            sub = PyUnicode_FromString(names[selected]);
+        else
+            sub = (Py_INCREF(Py_None), Py_None);
+    }
+    Py_XDECREF(seq);
+    if (rc == 400 || rc == 426) {
+        PyErr_Format(self->core->handshake_refused,
+                     "not a valid WebSocket handshake; the client was answered %d", rc);
+        return NULL;
+    }
+    if (rc == MX_EALREADY) {
+        PyErr_SetString(PyExc_RuntimeError, "a response was already sent for this request");
+        return NULL;
+    }
+    if (rc != 0) {
+        pymx_raise_core_error(rc, "cannot upgrade");
+        return NULL;
+    }
+    PyObject *addr = sub ? get_remote_addr(self, NULL) : NULL;
+    PyObject *ws = addr ? pymx_websocket_new(self->core, st, handler, addr, sub) : NULL;
+    Py_XDECREF(addr);
+    Py_XDECREF(sub);
+    if (!ws) {
+        mx_ws_close(st, 1011, NULL, 0);
+        mx_stream_decref(st);
+    }
+    return ws;
+}
+
 /* respond(status, headers=None, body=b"") with fast argument parsing: this is the hot path. */
 static PyObject *request_respond(MxRequestObject *self, PyObject *const *args, Py_ssize_t nargs,
                                  PyObject *kwnames) {
@@ -521,6 +652,13 @@ static PyObject *request_repr(MxRequestObject *self) {
 }
 
 static PyMethodDef request_methods[] = {
+    {"respond_sse", (PyCFunction)(void (*)(void))request_respond_sse, METH_VARARGS | METH_KEYWORDS,
+     "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
+     "SSEStream."},
+    {"upgrade_to_websocket", (PyCFunction)(void (*)(void))request_upgrade,
+     METH_VARARGS | METH_KEYWORDS,
+     "upgrade_to_websocket($self, handler=None, protocols=None)\n--\n\nAnswer the WebSocket handshake "
+     "(101) and return the WebSocket."},
     {"respond", (PyCFunction)(void (*)(void))request_respond, METH_FASTCALL | METH_KEYWORDS,
      "respond($self, status, headers=None, body=b'')\n--\n\n"
      "Send the response. headers is a mapping or a list of (name, value) pairs; body is bytes or\n"

@@ -23,6 +23,15 @@ static int core_traverse(MxCoreObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->json_dumps);
     Py_VISIT(self->make_headers);
     Py_VISIT(self->make_query);
+    Py_VISIT(self->ws_handler);
+    Py_VISIT(self->on_ws_error);
+    Py_VISIT(self->ws_events);
+    Py_VISIT(self->ws_kinds);
+    Py_VISIT(self->ws_message);
+    Py_VISIT(self->websocket_type);
+    Py_VISIT(self->sse_type);
+    Py_VISIT(self->connection_closed);
+    Py_VISIT(self->handshake_refused);
     return 0;
 }
 
@@ -41,6 +50,15 @@ static int core_clear(MxCoreObject *self) {
     Py_CLEAR(self->json_dumps);
     Py_CLEAR(self->make_headers);
     Py_CLEAR(self->make_query);
+    Py_CLEAR(self->ws_handler);
+    Py_CLEAR(self->on_ws_error);
+    Py_CLEAR(self->ws_events);
+    Py_CLEAR(self->ws_kinds);
+    Py_CLEAR(self->ws_message);
+    Py_CLEAR(self->websocket_type);
+    Py_CLEAR(self->sse_type);
+    Py_CLEAR(self->connection_closed);
+    Py_CLEAR(self->handshake_refused);
     return 0;
 }
 
@@ -88,7 +106,11 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
                              "on_no_response", "on_access", "json_dumps", "make_headers",
                              "make_query", "workers", "max_headers_len", "max_body_len",
                              "compression", "header_timeout", "idle_timeout", "max_pipeline",
-                             "max_connections", "backlog", NULL};
+                             "max_connections", "backlog", "websocket_handler", "on_ws_error",
+                             "ws_support", "max_send_queue", "sse_heartbeat", "max_message_len",
+                             "websocket_compression", "websocket_ping_interval",
+                             "websocket_close_timeout", NULL};
+    PyObject *ws_handler = Py_None, *on_ws_error = Py_None, *ws_support = Py_None;
     PyObject *routes, *handler, *not_found, *not_allowed, *on_error, *on_no_response, *on_access;
     PyObject *json_dumps, *make_headers, *make_query;
     mx_config_t cfg;
@@ -96,16 +118,48 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t max_headers = (Py_ssize_t)cfg.max_headers_len;
     Py_ssize_t max_body = (Py_ssize_t)cfg.max_body_len;
     int compression = cfg.compression;
+    Py_ssize_t max_send_queue = (Py_ssize_t)cfg.max_send_queue;
+    Py_ssize_t max_message = (Py_ssize_t)cfg.max_message_len;
+    int ws_compression = cfg.websocket_compression;
     if (self->server) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOOOOOOOOO|innpddiii:Core", kwlist, &routes, &handler, &not_found,
-            &not_allowed, &on_error, &on_no_response, &on_access, &json_dumps, &make_headers,
-            &make_query, &cfg.workers, &max_headers, &max_body, &compression, &cfg.header_timeout,
-            &cfg.idle_timeout, &cfg.max_pipeline, &cfg.max_connections, &cfg.backlog))
+            args, kwds, "OOOOOOOOOO|innpddiiiOOOndnpdd:Core", kwlist, &routes, &handler,
+            &not_found, &not_allowed, &on_error, &on_no_response, &on_access, &json_dumps,
+            &make_headers, &make_query, &cfg.workers, &max_headers, &max_body, &compression,
+            &cfg.header_timeout, &cfg.idle_timeout, &cfg.max_pipeline, &cfg.max_connections,
+            &cfg.backlog, &ws_handler, &on_ws_error, &ws_support, &max_send_queue,
+            &cfg.sse_heartbeat, &max_message, &ws_compression, &cfg.websocket_ping_interval,
+            &cfg.websocket_close_timeout))
         return -1;
+    if (opt_callable(ws_handler, "websocket_handler") || opt_callable(on_ws_error, "on_ws_error"))
+        return -1;
+    if (max_send_queue < 1024 || max_message < 1) {
+        PyErr_SetString(PyExc_ValueError,
+                        "max_send_queue must be at least 1024 and max_message_len positive");
+        return -1;
+    }
+    if (ws_support != Py_None &&
+        !(PyTuple_Check(ws_support) && PyTuple_GET_SIZE(ws_support) == 3 &&
+          PyTuple_Check(PyTuple_GET_ITEM(ws_support, 0)) &&
+          PyTuple_GET_SIZE(PyTuple_GET_ITEM(ws_support, 0)) == 4 &&
+          PyTuple_Check(PyTuple_GET_ITEM(ws_support, 1)) &&
+          PyTuple_GET_SIZE(PyTuple_GET_ITEM(ws_support, 1)) == 4)) {
+        PyErr_SetString(PyExc_TypeError, "ws_support must be (events, kinds, Message)");
+        return -1;
+    }
+    cfg.max_send_queue = (size_t)max_send_queue;
+    cfg.max_message_len = (size_t)max_message;
+    cfg.websocket_compression = ws_compression;
+    self->ws_handler = none_to_null(ws_handler);
+    self->on_ws_error = none_to_null(on_ws_error);
+    if (ws_support != Py_None) {
+        self->ws_events = Py_NewRef(PyTuple_GET_ITEM(ws_support, 0));
+        self->ws_kinds = Py_NewRef(PyTuple_GET_ITEM(ws_support, 1));
+        self->ws_message = Py_NewRef(PyTuple_GET_ITEM(ws_support, 2));
+    }
     if (opt_callable(handler, "handler") || opt_callable(not_found, "not_found_handler") ||
         opt_callable(not_allowed, "method_not_allowed_handler") ||
         opt_callable(on_error, "on_error") || opt_callable(on_no_response, "on_no_response") ||
@@ -146,6 +200,10 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         return -1;
     Py_INCREF(st->request_type);
     self->request_type = st->request_type;
+    self->websocket_type = (PyTypeObject *)Py_NewRef(st->websocket_type);
+    self->sse_type = (PyTypeObject *)Py_NewRef(st->sse_type);
+    self->connection_closed = Py_NewRef(st->connection_closed);
+    self->handshake_refused = Py_NewRef(st->handshake_refused);
 
     mx_router_t *router = NULL;
     size_t *max_bodies = NULL;

@@ -1,0 +1,534 @@
+/*
+ * stream.c: what SSE streams and WebSockets share: a bounded, thread-safe output queue that any
+ * thread fills and only the I/O thread writes, the wake-ups between them, and the stream's end.
+ *
+ * Life of a stream: a handler's thread creates it with the response head (mx_req_respond_sse,
+ * mx_req_upgrade_ws) and may send at once; bytes wait in the queue. When the I/O thread has
+ * written the head, the connection attaches the stream (mx__stream_attach) and from then on
+ * writes its queue whenever a sender notifies it. When the connection goes away for any reason,
+ * mx__stream_detach marks the stream finished: senders get MX_ECLOSED, waiters wake up, and a
+ * WebSocket gets its CLOSE event.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* ---- shared bytes and write nodes ---- */
+
+mx_bytes_t *mx_bytes_new(size_t len) {
+    mx_bytes_t *b = malloc(sizeof(*b) + len);
+    if (!b)
+        return NULL;
+    atomic_init(&b->refcnt, 1);
+    b->len = len;
+    return b;
+}
+
+void mx_bytes_decref(mx_bytes_t *b) {
+    if (b && atomic_fetch_sub_explicit(&b->refcnt, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end) {
+    mx_wnode_t *n = calloc(1, sizeof(*n));
+    if (!n)
+        return NULL;
+    if (b)
+        atomic_fetch_add_explicit(&b->refcnt, 1, memory_order_relaxed);
+    n->bytes = b;
+    n->start = start;
+    n->end = end;
+    return n;
+}
+
+mx_wnode_t *mx__wnode_raw(void *data, size_t len) {
+    mx_wnode_t *n = calloc(1, sizeof(*n));
+    if (!n) {
+        free(data);
+        return NULL;
+    }
+    n->raw = data;
+    n->end = len;
+    return n;
+}
+
+void mx__wnode_free(mx_wnode_t *n) {
+    mx_bytes_decref(n->bytes);
+    free(n->raw);
+    free(n);
+}
+
+static size_t wnode_size(const mx_wnode_t *n) {
+    return (size_t)n->head_len + (n->end - n->start) + n->tail_len;
+}
+
+/* Frames n as one HTTP/1.1 chunk (RFC 9112 7.1). */
+static void wnode_chunk(mx_wnode_t *n) {
+    size_t len = n->end - n->start;
+    if (len == 0)
+        return; /* a zero-size chunk would end the body */
+    n->head_len = (unsigned char)snprintf(n->head, sizeof(n->head), "%zx\r\n", len);
+    n->tail[0] = '\r';
+    n->tail[1] = '\n';
+    n->tail_len = 2;
+}
+
+/* The iovecs for the unwritten part of n; returns how many (at most 3). */
+static int wnode_iov(const mx_wnode_t *n, struct iovec *iov) {
+    int k = 0;
+    size_t pos = n->pos, body = n->end - n->start;
+    if (pos < n->head_len) {
+        iov[k].iov_base = (char *)n->head + pos;
+        iov[k++].iov_len = n->head_len - pos;
+        pos = 0;
+    } else {
+        pos -= n->head_len;
+    }
+    if (pos < body) {
+        iov[k].iov_base = (n->bytes ? n->bytes->data : n->raw) + n->start + pos;
+        iov[k++].iov_len = body - pos;
+        pos = 0;
+    } else {
+        pos -= body;
+    }
+    if (pos < n->tail_len) {
+        iov[k].iov_base = (char *)n->tail + pos;
+        iov[k++].iov_len = n->tail_len - pos;
+    }
+    return k;
+}
+
+static void free_list(mx_wnode_t *n) {
+    while (n) {
+        mx_wnode_t *next = n->next;
+        mx__wnode_free(n);
+        n = next;
+    }
+}
+
+/* ---- the stream object ---- */
+
+mx_stream_t *mx__stream_new(mx_server_t *s, int kind) {
+    mx_stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->super.kind = MX_TASK_WS;
+    atomic_init(&st->refcnt, 1);
+    atomic_init(&st->closed, 0);
+    st->server = s;
+    st->kind = kind;
+    pthread_mutex_init(&st->send_mu, NULL);
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&st->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&s->out_mu);
+    st->id = ++s->next_stream_id;
+    pthread_mutex_unlock(&s->out_mu);
+    return st;
+}
+
+void mx_stream_incref(mx_stream_t *st) {
+    atomic_fetch_add_explicit(&st->refcnt, 1, memory_order_relaxed);
+}
+
+void mx_stream_decref(mx_stream_t *st) {
+    if (!st || atomic_fetch_sub_explicit(&st->refcnt, 1, memory_order_acq_rel) != 1)
+        return;
+    free_list(st->q_head);
+    free_list(st->w_head);
+    mx_ws_msg_t *m = st->in_head;
+    while (m) {
+        mx_ws_msg_t *next = m->next;
+        mx_ws_msg_free(m);
+        m = next;
+    }
+    mx__ws_free(st);
+    pthread_mutex_destroy(&st->send_mu);
+    pthread_mutex_destroy(&st->mu);
+    pthread_cond_destroy(&st->cv);
+    free(st);
+}
+
+uint64_t mx_stream_id(const mx_stream_t *st) { return st->id; }
+int mx_stream_closed(mx_stream_t *st) { return atomic_load(&st->closed); }
+void *mx_stream_user(const mx_stream_t *st) { return st->user; }
+void mx_stream_set_user(mx_stream_t *st, void *user) { st->user = user; }
+
+int mx_stream_wait_finished(mx_stream_t *st, double timeout) {
+    struct timespec ts;
+    if (timeout >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (timeout > 1e7)
+            timeout = 1e7;
+        time_t whole = (time_t)timeout;
+        ts.tv_sec += whole;
+        ts.tv_nsec += (long)((timeout - (double)whole) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&st->mu);
+    while (!st->finished) {
+        if (timeout < 0)
+            pthread_cond_wait(&st->cv, &st->mu);
+        else if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT)
+            break;
+    }
+    int done = st->finished;
+    pthread_mutex_unlock(&st->mu);
+    return done;
+}
+
+/*
+ * Appends n to the senders' queue. st->mu held. Returns 1 when the I/O thread must be notified
+ * (the queue was empty), 0 when it already knows, MX_ECLOSED (n freed) after the end, MX_EFULL
+ * (n freed, the stream marked slow and closed) when the bound would be exceeded.
+ */
+int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n) {
+    size_t size = wnode_size(n);
+    int control = n->is_close || n->is_end;
+    if (st->finished || (atomic_load(&st->closed) && !control)) {
+        mx__wnode_free(n);
+        return MX_ECLOSED;
+    }
+    if (!control && st->queued + size > st->server->cfg.max_send_queue) {
+        mx__wnode_free(n);
+        st->slow = 1;
+        atomic_store(&st->closed, 1);
+        return MX_EFULL;
+    }
+    int was_empty = st->q_head == NULL;
+    n->next = NULL;
+    if (st->q_tail)
+        st->q_tail->next = n;
+    else
+        st->q_head = n;
+    st->q_tail = n;
+    st->queued += size;
+    return was_empty;
+}
+
+/* ---- the I/O thread's side ---- */
+
+void mx__stream_attach(mx_conn_t *c, mx_stream_t *st) {
+    mx_server_t *s = c->server;
+    c->stream = st;
+    c->hold_input = 1;
+    st->conn = c;
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (st->kind == MX_STREAM_WS) {
+        mx__ws_on_attach(c, st);
+    } else {
+        c->read_paused = 0; /* keep reading: a closed connection must be noticed at once */
+        mx__timer_set(c, MX_TIMER_HEARTBEAT, s->cfg.sse_heartbeat);
+    }
+}
+
+/*
+ * Writes what the stream has queued. Returns 1 when the stream ended cleanly and its request
+ * may leave the pipeline (SSE on a reusable connection), 0 otherwise.
+ */
+int mx__stream_flush(mx_conn_t *c) {
+    mx_stream_t *st = c->stream;
+    pthread_mutex_lock(&st->mu);
+    if (st->q_head) {
+        if (st->w_tail)
+            st->w_tail->next = st->q_head;
+        else
+            st->w_head = st->q_head;
+        st->w_tail = st->q_tail;
+        st->q_head = st->q_tail = NULL;
+    }
+    pthread_mutex_unlock(&st->mu);
+
+    size_t written = 0;
+    int close_written = 0, end_written = 0, blocked = 0;
+    while (st->w_head && !c->closing) {
+        struct iovec iov[64];
+        int k = 0;
+        size_t total = 0;
+        for (mx_wnode_t *n = st->w_head; n && k <= 61; n = n->next)
+            k += wnode_iov(n, iov + k);
+        for (int i = 0; i < k; i++)
+            total += iov[i].iov_len;
+        ssize_t w = k ? writev(c->fd, iov, k) : 0;
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                blocked = 1;
+                break;
+            }
+            mx__conn_close(c);
+            break;
+        }
+        size_t left = (size_t)w;
+        written += left;
+        while (st->w_head) {
+            mx_wnode_t *n = st->w_head;
+            size_t rem = wnode_size(n) - n->pos;
+            if (left < rem) {
+                n->pos += left;
+                break;
+            }
+            left -= rem;
+            st->w_head = n->next;
+            if (!st->w_head)
+                st->w_tail = NULL;
+            close_written |= n->is_close;
+            end_written |= n->is_end;
+            mx__wnode_free(n);
+        }
+        if ((size_t)w < total) {
+            blocked = 1; /* the socket buffer is full: wait for EPOLLOUT */
+            break;
+        }
+    }
+    if (written) {
+        pthread_mutex_lock(&st->mu);
+        st->queued -= written < st->queued ? written : st->queued;
+        pthread_mutex_unlock(&st->mu);
+    }
+    if (c->closing)
+        return 0;
+    if (blocked != c->want_write) {
+        c->want_write = (unsigned)blocked;
+        mx__conn_set_events(c, (c->read_paused ? 0 : EPOLLIN) | (blocked ? EPOLLOUT : 0));
+    }
+    if (st->kind == MX_STREAM_WS)
+        return mx__ws_after_write(c, st, close_written);
+    if (end_written) {
+        mx__stream_detach(st);
+        if (!st->chunked) {
+            mx__conn_close(c); /* HTTP/1.0: the end of the body is the end of the connection */
+            return 0;
+        }
+        return 1;
+    }
+    if (written && !blocked)
+        mx__timer_restart(c, MX_TIMER_HEARTBEAT, c->server->cfg.sse_heartbeat);
+    return 0;
+}
+
+/*
+ * The connection is gone or the stream is over: no more sends, wake the waiters, and give a
+ * WebSocket its last events. Idempotent. I/O thread, or the binding's thread once the I/O
+ * thread has stopped.
+ */
+void mx__stream_detach(mx_stream_t *st) {
+    mx_wnode_t *drop_q, *drop_w;
+    pthread_mutex_lock(&st->mu);
+    if (st->finished) {
+        pthread_mutex_unlock(&st->mu);
+        return;
+    }
+    st->finished = 1;
+    atomic_store(&st->closed, 1);
+    drop_q = st->q_head;
+    drop_w = st->w_head;
+    st->q_head = st->q_tail = st->w_head = st->w_tail = NULL;
+    st->queued = 0;
+    if (st->kind == MX_STREAM_WS) {
+        if (!st->close_received) {
+            if (!st->close_code)
+                st->close_code = st->slow ? 1008 : 1006;
+            mx_ws_msg_t *e = calloc(1, sizeof(*e));
+            if (e) {
+                e->event = MX_WS_EVENT_ERROR;
+                mx__ws_push_event_locked(st, e);
+            }
+        }
+        mx_ws_msg_t *e = calloc(1, sizeof(*e));
+        if (e) {
+            e->event = MX_WS_EVENT_CLOSE;
+            mx__ws_push_event_locked(st, e);
+        }
+        st->close_queued = 1;
+    }
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    if (st->conn && st->conn->stream == st)
+        st->conn->stream = NULL;
+    st->conn = NULL;
+    free_list(drop_q);
+    free_list(drop_w);
+}
+
+/* A sender queued data, closed the stream, or drained a full inbound queue. I/O thread. */
+void mx__stream_on_notify(mx_stream_t *st) {
+    mx_conn_t *c = st->conn;
+    if (!c || c->closing || c->stream != st)
+        return; /* not attached yet (the head is still queued), or gone */
+    pthread_mutex_lock(&st->mu);
+    int slow = st->slow, resume = st->want_resume;
+    st->want_resume = 0;
+    pthread_mutex_unlock(&st->mu);
+    if (slow && st->kind == MX_STREAM_SSE) {
+        mx__conn_close(c); /* a reader that stopped reading: drop it, never buffer without end */
+        return;
+    }
+    if (resume && st->in_paused) {
+        st->in_paused = 0;
+        c->read_paused = 0;
+        mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
+    }
+    mx__conn_stream_ready(c);
+}
+
+void mx__stream_on_timeout(mx_conn_t *c, int kind) {
+    mx_stream_t *st = c->stream;
+    if (!st) {
+        mx__conn_close(c);
+        return;
+    }
+    if (kind == MX_TIMER_HEARTBEAT) {
+        static const char beat[] = ":\n\n";
+        mx_bytes_t *b = mx_bytes_new(sizeof(beat) - 1);
+        mx_wnode_t *n = b ? mx__wnode_new(b, 0, b->len) : NULL;
+        mx_bytes_decref(b);
+        if (!n)
+            return;
+        memcpy(b->data, beat, b->len);
+        if (st->chunked)
+            wnode_chunk(n);
+        pthread_mutex_lock(&st->mu);
+        int idle = st->queued == 0;
+        int rc = idle ? mx__stream_queue_locked(st, n) : MX_ECLOSED;
+        pthread_mutex_unlock(&st->mu);
+        if (!idle)
+            mx__wnode_free(n);
+        if (rc >= 0)
+            mx__conn_stream_ready(c);
+        return;
+    }
+    mx__ws_on_timeout(c, st, kind);
+}
+
+/* The server is stopping: end SSE streams, start closing WebSockets with 1001 (going away). */
+void mx__stream_shutdown(mx_stream_t *st) {
+    if (st->kind == MX_STREAM_SSE)
+        mx_sse_close(st);
+    else
+        mx_ws_close(st, 1001, "server shutting down", 20);
+}
+
+/* ---- Server-Sent Events ---- */
+
+int mx_sse_send(mx_stream_t *st, mx_bytes_t *b) {
+    mx_wnode_t *n = mx__wnode_new(b, 0, b->len);
+    if (!n)
+        return MX_ENOMEM;
+    if (st->chunked)
+        wnode_chunk(n);
+    pthread_mutex_lock(&st->mu);
+    int rc = mx__stream_queue_locked(st, n);
+    pthread_mutex_unlock(&st->mu);
+    if (rc == MX_ECLOSED)
+        return rc;
+    if (rc != 0)
+        mx__stream_notify(st); /* news, or a slow reader to drop */
+    return rc < 0 ? rc : 0;
+}
+
+void mx_sse_close(mx_stream_t *st) {
+    static const char last_chunk[] = "0\r\n\r\n";
+    mx_bytes_t *b = mx_bytes_new(st->chunked ? sizeof(last_chunk) - 1 : 0);
+    mx_wnode_t *n = b ? mx__wnode_new(b, 0, b->len) : NULL;
+    mx_bytes_decref(b);
+    pthread_mutex_lock(&st->mu);
+    if (atomic_load(&st->closed) || !n) {
+        pthread_mutex_unlock(&st->mu);
+        if (n)
+            mx__wnode_free(n);
+        return;
+    }
+    if (st->chunked)
+        memcpy(b->data, last_chunk, b->len);
+    n->is_end = 1;
+    atomic_store(&st->closed, 1);
+    int rc = mx__stream_queue_locked(st, n);
+    pthread_mutex_unlock(&st->mu);
+    if (rc >= 0)
+        mx__stream_notify(st);
+}
+
+static int has_line_break(const char *s, size_t n) {
+    return memchr(s, '\r', n) || memchr(s, '\n', n);
+}
+
+/* Writes "<field> <line>\n" (field ends in ':') for each line of v (CR, LF and CRLF all end a line). */
+static char *put_lines(char *p, const char *field, size_t flen, const char *v, size_t n) {
+    size_t i = 0;
+    for (;;) {
+        size_t j = i;
+        while (j < n && v[j] != '\r' && v[j] != '\n')
+            j++;
+        memcpy(p, field, flen);
+        p += flen;
+        if (j > i) {
+            *p++ = ' ';
+            memcpy(p, v + i, j - i);
+            p += j - i;
+        }
+        *p++ = '\n';
+        if (j >= n)
+            break;
+        i = j + 1;
+        if (v[j] == '\r' && i < n && v[i] == '\n')
+            i++; /* a line break at the very end still yields an empty last line: data
+                  * round-trips exactly, "a\n" arrives as "a\n" */
+    }
+    return p;
+}
+
+int mx_sse_encode(const char *data, size_t len, const char *event, size_t event_len,
+                  const char *id, size_t id_len, long long retry, int comment, mx_bytes_t **out) {
+    *out = NULL;
+    if (event && has_line_break(event, event_len))
+        return MX_EINVAL;
+    if (id && (has_line_break(id, id_len) || memchr(id, 0, id_len)))
+        return MX_EINVAL;
+    /* worst case: every byte a line break, each line getting "data: " and "\n" */
+    size_t cap = 64 + (event ? event_len + 8 : 0) + (id ? id_len + 5 : 0) + 32 + len * 7 + 8;
+    mx_bytes_t *b = mx_bytes_new(cap);
+    if (!b)
+        return MX_ENOMEM;
+    char *p = b->data;
+    if (comment) {
+        p = put_lines(p, ":", 1, data, len);
+    } else {
+        if (event) {
+            memcpy(p, "event: ", 7);
+            memcpy(p + 7, event, event_len);
+            p += 7 + event_len;
+            *p++ = '\n';
+        }
+        if (id) {
+            memcpy(p, "id: ", 4);
+            memcpy(p + 4, id, id_len);
+            p += 4 + id_len;
+            *p++ = '\n';
+        }
+        if (retry >= 0)
+            p += sprintf(p, "retry: %lld\n", retry);
+        p = put_lines(p, "data:", 5, data, len);
+    }
+    *p++ = '\n';
+    b->len = (size_t)(p - b->data);
+    *out = b;
+    return 0;
+}

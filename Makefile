@@ -16,8 +16,10 @@ DEPS_http1 = csrc/core/http1.c
 DEPS_router = csrc/core/router.c
 DEPS_compress = csrc/core/compress.c
 LIBS_compress = -lz
+DEPS_ws = csrc/core/ws.c
+LIBS_ws = -lz
 
-UNIT = http1 router compress
+UNIT = http1 router compress ws
 FUZZ = http1 chunked router
 
 .PHONY: test-c fuzz fuzz-run clean-c

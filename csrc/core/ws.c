@@ -290,14 +290,17 @@ int mx_ws_accept_key(const char *key, size_t key_len, char out[29]) {
  * ------------------------------------------------------------------------------------------- */
 
 /*
- * Parses a parameter value at *i: a token, or a quoted-string whose unescaped text must itself be
- * a token (RFC 6455 9.1). Copies up to cap - 1 unescaped bytes into val (NUL-terminated) and sets
- * *val_len to the full unescaped length (which may exceed what fit). Returns 0, or -1 when the
- * value is empty, unterminated, or not a token after unescaping.
+ * Parses a parameter value at *i: a token, or a quoted-string (RFC 9110 5.6.4) whose unescaped
+ * text must itself be a token (RFC 6455 9.1). Copies up to cap - 1 unescaped bytes into val
+ * (NUL-terminated) and sets *val_len to the full unescaped length (which may exceed what fit).
+ * Returns 0; -2 for a well-formed value that is not a token (empty, or a quoted string holding
+ * other characters), with *i just past it; -1 for a malformed one (an unterminated quoted
+ * string, or a control character in it), with *i at the end of the input.
  */
 static int mx__ext_value(const char *s, size_t len, size_t *i, char *val, size_t cap,
                          size_t *val_len) {
     size_t n = 0;
+    int token = 1;
     if (*i < len && s[*i] == '"') {
         for ((*i)++;; (*i)++) {
             if (*i >= len)
@@ -310,8 +313,11 @@ static int mx__ext_value(const char *s, size_t len, size_t *i, char *val, size_t
                     return -1;
                 c = (unsigned char)s[*i];
             }
-            if (!mx__is_tchar(c))
+            if ((c < 0x20 && c != '\t') || c == 0x7F) {
+                *i = len;
                 return -1;
+            }
+            token &= mx__is_tchar(c);
             if (n + 1 < cap)
                 val[n] = (char)c;
             n++;
@@ -325,7 +331,7 @@ static int mx__ext_value(const char *s, size_t len, size_t *i, char *val, size_t
     }
     val[n < cap ? n : cap - 1] = '\0';
     *val_len = n;
-    return n > 0 ? 0 : -1;
+    return n > 0 && token ? 0 : -2;
 }
 
 /* A window size: a plain decimal 8..15 without leading zeros (RFC 7692 7.1.2.1). -1 if not. */
@@ -482,6 +488,8 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
             if (i < len && s[i] == '=') {
                 i++;
                 mx__skip_ows(s, len, &i);
+                /* A value that is not a token spoils the offer (ours or not) but, when it is a
+                 * well-formed quoted string, it still ends where its closing quote is. */
                 if (mx__ext_value(s, len, &i, val, sizeof val, &val_len) < 0) {
                     ok = 0;
                     break;
@@ -642,8 +650,10 @@ mx_ws_reader_t *mx_ws_reader_new(size_t max_message_len, const mx_ws_deflate_par
     mx_ws_reader_t *r = calloc(1, sizeof *r);
     if (r == NULL)
         return NULL;
-    /* max_len + 1 must not wrap: the inflater writes one byte past the limit to detect it. */
-    r->max_len = max_message_len < SIZE_MAX / 2 ? max_message_len : SIZE_MAX / 2;
+    /* No message can come near SIZE_MAX / 4 bytes anyway; the clamp keeps max_len + 1 (the
+     * inflater writes one byte past the limit to detect it) and every 64-bit frame length at or
+     * above 2^62 clear of overflow. */
+    r->max_len = max_message_len < SIZE_MAX / 4 ? max_message_len : SIZE_MAX / 4;
     r->state = MX__RS_HEAD;
     r->deflate = deflate != NULL;
     r->reset_each = deflate != NULL && deflate->client_no_context_takeover;
@@ -821,6 +831,32 @@ static int mx__inflate_finish(mx_ws_reader_t *r) {
     return 0;
 }
 
+/*
+ * The length bytes of the header are all in (the 4 mask bytes follow): records the payload
+ * length and refuses an uncompressed data frame that would take the message past max_len, before
+ * a byte of it is buffered. Compressed sizes say nothing about the inflated size; the inflater
+ * checks those.
+ */
+static int mx__length_known(mx_ws_reader_t *r) {
+    unsigned len7 = r->head[1] & 0x7F;
+    uint64_t len = len7;
+    if (len7 == 126) {
+        len = (uint64_t)r->head[2] << 8 | r->head[3];
+    } else if (len7 == 127) {
+        len = 0;
+        for (int k = 0; k < 8; k++)
+            len = len << 8 | r->head[2 + k];
+    }
+    r->left = len;
+    if (r->opcode >= 8)
+        return 0;
+    int compressed = r->opcode == MX_WS_OP_CONT ? r->msg_z : r->rsv1;
+    size_t have = r->opcode == MX_WS_OP_CONT ? r->msg_len : 0;
+    if (!compressed && len > r->max_len - have)
+        return MX_WS_ETOOBIG;
+    return 0;
+}
+
 /* Reads one header byte. Returns 1 when the header is complete, 0 when more is needed, or an
  * error. Each check runs on the byte that decides it. */
 static int mx__head_byte(mx_ws_reader_t *r, uint8_t b) {
@@ -860,29 +896,18 @@ static int mx__head_byte(mx_ws_reader_t *r, uint8_t b) {
         if (r->opcode >= 8 && len7 > 125)
             return MX_WS_EPROTO; /* control payloads are at most 125 bytes (5.5) */
         r->head_need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + 4;
-        return 0;
-    }
-    if (r->head_have == 3 && (r->head[1] & 0x7F) == 127 && (b & 0x80))
+    } else if (r->head_have == 3 && (r->head[1] & 0x7F) == 127 && (b & 0x80)) {
         return MX_WS_EPROTO; /* the most significant bit of a 64-bit length must be 0 (5.2) */
+    }
+    if (r->head_have == r->head_need - 4)
+        return mx__length_known(r);
     return r->head_have == r->head_need;
 }
 
 /* The header is complete: sets up the payload and any message it starts. */
 static int mx__frame_begin(mx_ws_reader_t *r) {
-    unsigned len7 = r->head[1] & 0x7F, at = 2;
-    uint64_t len = len7;
-    if (len7 == 126) {
-        len = (uint64_t)r->head[2] << 8 | r->head[3];
-        at = 4;
-    } else if (len7 == 127) {
-        len = 0;
-        for (int k = 0; k < 8; k++)
-            len = len << 8 | r->head[2 + k];
-        at = 10;
-    }
-    memcpy(r->mask, r->head + at, 4);
+    memcpy(r->mask, r->head + r->head_need - 4, 4);
     r->mask_pos = 0;
-    r->left = len;
     r->head_have = 0;
     r->state = MX__RS_PAYLOAD;
 
@@ -907,10 +932,6 @@ static int mx__frame_begin(mx_ws_reader_t *r) {
             r->z_fresh = 1;
         }
     }
-    /* An uncompressed frame announces exactly what it adds, so an oversized one is refused
-     * before a byte of it is buffered. Compressed sizes say nothing; the inflater checks. */
-    if (!r->msg_z && len > r->max_len - r->msg_len)
-        return MX_WS_ETOOBIG;
     return 0;
 }
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Run wrk against mummyx and its peers on this machine; print a table, write JSON.
+"""Benchmark mummyx against its peers on this machine; print a table, write JSON.
 
-    python benchmarks/run.py                 # everything, defaults (~3-4 min)
+    python benchmarks/run.py                 # everything, defaults (~8-9 min)
     python benchmarks/run.py --install       # first apt/pip-install wrk, nginx-light, the peers
     python benchmarks/run.py --duration 5 --servers mummyx,granian --scenarios plaintext
+    python benchmarks/run.py --scenarios ws-32b,ws-16k,sse
 
+HTTP scenarios are driven by wrk; the WebSocket echo scenarios by wsbench.c and the SSE fan-out
+scenario by ssebench.c (both compiled with cc -O2 into benchmarks/results/build/ on first use).
 See benchmarks/README.md for what is measured and how.
 """
 from __future__ import annotations
@@ -16,6 +19,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import random
 import re
 import resource
 import shutil
@@ -32,24 +36,44 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
 REPO = HERE.parent
+BUILD = HERE / "results" / "build"  # git-ignored
 PY = sys.executable
 BODY = "Hello, World!"
+PORT_RANGE = (18000, 19999)  # servers listen here (other engineers' tests stay out of it)
 
+# kind: "http" (wrk), "ws" (wsbench: echo), "sse" (ssebench: fan-out).
 SCENARIOS = {
-    # name: (url path, description)
-    "plaintext": ("/", 'GET / -> "Hello, World!" text/plain'),
-    "sleep": ("/sleep", 'GET /sleep -> sleep 10 ms, then "Hello, World!" (100 conns: ceiling 10,000 req/s)'),
+    "plaintext": {"kind": "http", "path": "/", "unit": "req/s",
+                  "desc": 'GET / -> "Hello, World!" text/plain'},
+    "sleep": {"kind": "http", "path": "/sleep", "unit": "req/s",
+              "desc": 'GET /sleep -> sleep 10 ms, then "Hello, World!" (100 conns: ceiling 10,000 req/s)'},
+    "ws-32b": {"kind": "ws", "path": "/ws", "unit": "msg/s", "size": 32,
+               "desc": "WebSocket echo, 32-byte binary messages (--ws-connections x --ws-inflight in flight)"},
+    "ws-16k": {"kind": "ws", "path": "/ws", "unit": "msg/s", "size": 16384,
+               "desc": "WebSocket echo, 16 KiB binary messages (--ws-connections x --ws-inflight in flight)"},
+    "sse": {"kind": "sse", "path": "/events", "unit": "ev/s",
+            "desc": "SSE fan-out: 1 publisher, --sse-clients subscribers; events delivered/s at the best "
+                    "publish rate of a doubling ramp (see README)"},
 }
-SERVER_ORDER = ["mummyx", "granian", "uvicorn", "gunicorn", "socketify", "nginx"]
+SERVER_ORDER = ["mummyx", "granian", "uvicorn", "gunicorn", "socketify", "nginx", "ceiling"]
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
+# Rows that are not Python peers: never the "best peer" of a target.
+NOT_PEERS = {"mummyx", "nginx", "ceiling"}
+BEST_PEER = "best peer"
 
-# Targets: (scenario, peer or None, minimum). With a peer: mummyx req/s / peer req/s >= minimum;
-# without one: mummyx req/s >= minimum.
+# Targets: (scenario, peer / None / BEST_PEER, minimum, strict). With a peer: mummyx rate / peer rate
+# >= minimum (> when strict); BEST_PEER: the fastest clean Python peer of that scenario; None:
+# mummyx rate >= minimum.
 TARGETS = [
-    ("plaintext", "granian", 1.5),
-    ("plaintext", "uvicorn", 3.0),
-    ("plaintext", "nginx", 0.5),
-    ("sleep", None, 9500.0),
+    ("plaintext", "granian", 1.5, False),
+    ("plaintext", "uvicorn", 3.0, False),
+    ("plaintext", "nginx", 0.5, False),
+    ("sleep", None, 9500.0, False),
+    ("ws-32b", "uvicorn", 2.0, False),
+    ("ws-32b", "granian", 1.0, True),
+    ("ws-16k", "uvicorn", 2.0, False),
+    ("ws-16k", "granian", 1.0, True),
+    ("sse", BEST_PEER, 5.0, False),
 ]
 
 
@@ -60,6 +84,15 @@ def log(msg: str) -> None:
 
 
 def free_port() -> int:
+    """A port in PORT_RANGE that nothing listens on (falls back to any free port)."""
+    lo, hi = PORT_RANGE
+    for port in random.sample(range(lo, hi + 1), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -354,9 +387,9 @@ class ServerProc:
         except PermissionError:
             return True
 
-    def kill(self) -> None:
-        """SIGTERM the whole group, then SIGKILL whatever is left; wait until it is gone."""
-        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    def kill(self, grace: float = 5.0) -> None:
+        """SIGTERM the whole group, then (after `grace` s) SIGKILL whatever is left; wait until it is gone."""
+        for sig, grace in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(self.pgid, sig)
             except ProcessLookupError:
@@ -385,40 +418,68 @@ def kill_all_servers() -> None:
 
 
 class Server:
-    """A peer: how to tell whether it is there, and how to start it for a scenario."""
+    """A peer: how to tell whether it is there, and how to start it for a scenario.
+
+    `kinds`: the scenario kinds ("http", "ws", "sse") it takes part in; it gets no row elsewhere.
+    """
+    kinds = ("http",)
 
     def __init__(self, name: str, label: str):
-        self.name, self.label = name, label
+        self.name, self._label = name, label
+
+    def label(self, scenario: str) -> str:
+        return self._label
 
     def unavailable(self, scenario: str) -> str | None:  # None => can run
         raise NotImplementedError
 
-    def command(self, scenario: str, port: int, threads: int, tmp: Path) -> list[str]:
+    def command(self, scenario: str, port: int, threads: int, tmp: Path, args) -> list[str]:
         raise NotImplementedError
 
     def version(self) -> str | None:
         return None
 
-    def env(self) -> dict | None:  # None => inherit
+    def env(self, scenario: str, args) -> dict | None:  # None => inherit
         return None
 
-    def notes(self, scenario: str, threads: int) -> str:
+    def notes(self, scenario: str, threads: int, args) -> str:
         return ""
+
+
+def kind(scenario: str) -> str:
+    return SCENARIOS[scenario]["kind"]
+
+
+def sse_env(args, rate: float) -> dict:
+    """Publisher settings for the Python SSE apps (see apps/sse_*.py)."""
+    return {**os.environ, "SSE_RATE": f"{rate:g}", "SSE_SUBSCRIBERS": str(args.sse_clients),
+            "SSE_QUEUE": str(args.sse_queue)}
 
 
 class Mummyx(Server):
     """Uses the installed mummyx; failing that, an in-place build in the repo (PYTHONPATH=repo)."""
-    _err: str | None | bool = False
-    _env: dict | None = None
-    _source: str = ""
+    kinds = ("http", "ws", "sse")
+    # What each kind of scenario needs from the package.
+    _checks = {
+        "http": "mummyx; mummyx.Server; mummyx.Router",
+        "ws": "mummyx; mummyx.Server; mummyx.Router; mummyx.WebSocket; mummyx.WebSocketEvent; mummyx.Message",
+        "sse": "mummyx; mummyx.Server; mummyx.Router; mummyx.SSEChannel",
+    }
+
+    def __init__(self, name, label):
+        super().__init__(name, label)
+        self._err: dict[str, str | None] = {}
+        self._env: dict | None = None
+        self._source = ""
 
     def unavailable(self, scenario):
-        if self._err is False:
-            check = "mummyx; mummyx.Server; mummyx.Router"
-            err = try_import(check)
+        k = kind(scenario)
+        if k not in self._err:
+            check = self._checks[k]
+            err = try_import(check, self._env)
             if err is None:
-                self._source = "installed"
-            elif (REPO / "mummyx" / "__init__.py").exists():
+                self._source = self._source or ("source tree" if self._env else "installed")
+            elif self._env is None and (REPO / "mummyx" / "__init__.py").exists():
                 env = {**os.environ, "PYTHONPATH": os.pathsep.join(
                     [str(REPO)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
                 err2 = try_import(check, env)
@@ -426,13 +487,21 @@ class Mummyx(Server):
                     err, self._env, self._source = None, env, "source tree"
                 else:
                     err = f"{err}; from the source tree: {err2}"
-            self._err = None if err is None else f"not installed ({err})"
-        return self._err
+            if err is not None and k != "http":
+                err = f"no {'WebSocket' if k == 'ws' else 'SSE'} support yet: {err}"
+            self._err[k] = None if err is None else f"not installed ({err})"
+        return self._err[k]
 
-    def env(self):
+    def env(self, scenario, args):
         return self._env
 
-    def command(self, scenario, port, threads, tmp):
+    def command(self, scenario, port, threads, tmp, args):
+        k = kind(scenario)
+        if k == "ws":
+            return [PY, str(APPS / "mummyx_ws_app.py"), str(port), str(threads)]
+        if k == "sse":
+            return [PY, str(APPS / "mummyx_sse_app.py"), str(port), f"{args.sse_rate_now:g}", str(threads),
+                    str(args.sse_clients)]
         return [PY, str(APPS / "mummyx_app.py"), str(port), str(threads)]
 
     def version(self):
@@ -442,41 +511,83 @@ class Mummyx(Server):
             v = (m.group(1) if m else "?") + " (source tree)"
         return v
 
-    def notes(self, scenario, threads):
-        return f"workers={threads}"
+    def notes(self, scenario, threads, args):
+        return f"workers={threads}" + (", publisher thread" if kind(scenario) == "sse" else "")
 
 
 class Granian(Server):
+    kinds = ("http", "ws", "sse")
+
+    def label(self, scenario):
+        return {"http": "granian (WSGI)", "ws": "granian (RSGI)", "sse": "granian (ASGI)"}[kind(scenario)]
+
     def unavailable(self, scenario):
         return None if pkg_version("granian") else "not installed (pip install granian)"
 
-    def command(self, scenario, port, threads, tmp):
-        return [PY, "-m", "granian", "--interface", "wsgi", "--http", "1", "--workers", "1",
-                "--runtime-threads", "1", "--blocking-threads", str(threads),
-                "--no-ws", "--no-access-log", "--log-level", "warning",
-                "--host", "127.0.0.1", "--port", str(port), "wsgi_app:app"]
+    def command(self, scenario, port, threads, tmp, args):
+        common = ["--http", "1", "--workers", "1", "--runtime-threads", "1", "--no-access-log",
+                  "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port)]
+        k = kind(scenario)
+        if k == "ws":
+            return [PY, "-m", "granian", "--interface", "rsgi", "--ws"] + common + ["ws_rsgi_app:app"]
+        if k == "sse":
+            return [PY, "-m", "granian", "--interface", "asgi", "--no-ws", "--backlog", "4096"] + common + \
+                ["sse_asgi_app:app"]
+        return [PY, "-m", "granian", "--interface", "wsgi", "--blocking-threads", str(threads), "--no-ws"] + \
+            common + ["wsgi_app:app"]
+
+    def env(self, scenario, args):
+        return sse_env(args, args.sse_rate_now) if kind(scenario) == "sse" else None
 
     def version(self):
         return pkg_version("granian")
 
-    def notes(self, scenario, threads):
+    def notes(self, scenario, threads, args):
+        k = kind(scenario)
+        if k == "ws":
+            return "rsgi, 1 worker"
+        if k == "sse":
+            return "asgi, hand-written fan-out (a queue per subscriber)"
         return f"wsgi, blocking-threads={threads}"
 
 
 class Uvicorn(Server):
+    kinds = ("http", "ws", "sse")
+
+    def label(self, scenario):
+        return {"http": "uvicorn (httptools)", "ws": "uvicorn (websockets)",
+                "sse": "uvicorn (sse-starlette)"}[kind(scenario)]
+
     def unavailable(self, scenario):
-        missing = [m for m in ("uvicorn", "httptools", "uvloop") if not pkg_version(m)]
+        need = {"http": ("uvicorn", "httptools", "uvloop"), "ws": ("uvicorn", "httptools", "uvloop", "websockets"),
+                "sse": ("uvicorn", "httptools", "uvloop", "sse-starlette", "starlette")}[kind(scenario)]
+        missing = [m for m in need if not pkg_version(m)]
         return f"not installed ({', '.join(missing)})" if missing else None
 
-    def command(self, scenario, port, threads, tmp):
-        return [PY, "-m", "uvicorn", "asgi_app:app", "--host", "127.0.0.1", "--port", str(port),
+    def command(self, scenario, port, threads, tmp, args):
+        app = {"http": "asgi_app:app", "ws": "ws_asgi_app:app", "sse": "sse_starlette_app:app"}[kind(scenario)]
+        argv = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--http", "httptools", "--loop", "uvloop",
                 "--no-access-log", "--log-level", "warning"]
+        if kind(scenario) == "ws":
+            # websockets' Sans-I/O implementation: ~1.7x the legacy `--ws websockets` one here.
+            argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
+        elif kind(scenario) == "sse":
+            argv += ["--ws", "none", "--backlog", "4096"]
+        return argv
+
+    def env(self, scenario, args):
+        return sse_env(args, args.sse_rate_now) if kind(scenario) == "sse" else None
 
     def version(self):
         return pkg_version("uvicorn")
 
-    def notes(self, scenario, threads):
+    def notes(self, scenario, threads, args):
+        k = kind(scenario)
+        if k == "ws":
+            return f"asgi, websockets {pkg_version('websockets')} (sans-io), uvloop"
+        if k == "sse":
+            return f"sse-starlette {pkg_version('sse-starlette')}, uvloop"
         return "asgi, httptools+uvloop" + (", asyncio.sleep" if scenario == "sleep" else "")
 
 
@@ -484,7 +595,7 @@ class Gunicorn(Server):
     def unavailable(self, scenario):
         return None if pkg_version("gunicorn") else "not installed (pip install gunicorn)"
 
-    def command(self, scenario, port, threads, tmp):
+    def command(self, scenario, port, threads, tmp, args):
         return [PY, "-m", "gunicorn", "--worker-class", "gthread", "--workers", "1",
                 "--threads", str(threads), "--bind", f"127.0.0.1:{port}",
                 "--log-level", "warning", "wsgi_app:app"]
@@ -492,11 +603,12 @@ class Gunicorn(Server):
     def version(self):
         return pkg_version("gunicorn")
 
-    def notes(self, scenario, threads):
+    def notes(self, scenario, threads, args):
         return f"gthread, threads={threads}"
 
 
 class Socketify(Server):
+    kinds = ("http", "ws")
     _err: str | None | bool = False
 
     def unavailable(self, scenario):
@@ -508,13 +620,17 @@ class Socketify(Server):
                 self._err = None if err is None else f"import failed ({err}); needs libuv1"
         return self._err
 
-    def command(self, scenario, port, threads, tmp):
+    def command(self, scenario, port, threads, tmp, args):
+        if kind(scenario) == "ws":
+            return [PY, str(APPS / "socketify_ws_app.py"), str(port)]
         return [PY, str(APPS / "socketify_app.py"), str(port)]
 
     def version(self):
         return pkg_version("socketify")
 
-    def notes(self, scenario, threads):
+    def notes(self, scenario, threads, args):
+        if kind(scenario) == "ws":
+            return "native App.ws, no compression"
         return "native App" + (", asyncio.sleep" if scenario == "sleep" else "")
 
 
@@ -529,7 +645,7 @@ class Nginx(Server):
             return "skipped (no echo_sleep: apt-get install libnginx-mod-http-echo)"
         return None
 
-    def command(self, scenario, port, threads, tmp):
+    def command(self, scenario, port, threads, tmp, args):
         conf = (APPS / "nginx.conf.in").read_text()
         if ECHO_MODULE.exists():
             load = f"load_module {ECHO_MODULE};"
@@ -549,18 +665,71 @@ class Nginx(Server):
         v = tool_version([self._bin() or "nginx", "-v"])
         return v.split("/", 1)[-1] if v else None
 
-    def notes(self, scenario, threads):
+    def notes(self, scenario, threads, args):
         return "1 worker_process" + (", echo_sleep" if scenario == "sleep" else "")
+
+
+class Ceiling(Server):
+    """benchmarks/ceiling.c: the least a server can do in these scenarios (no Python)."""
+    kinds = ("ws", "sse")
+
+    def unavailable(self, scenario):
+        path, err = build_tool("ceiling")
+        return None if path else f"not built ({err})"
+
+    def command(self, scenario, port, threads, tmp, args):
+        path, _ = build_tool("ceiling")
+        argv = [str(path), str(port)]
+        if kind(scenario) == "sse":
+            argv += [f"{args.sse_rate_now:g}", str(args.sse_clients)]
+        return argv
+
+    def version(self):
+        return "benchmarks/ceiling.c"
+
+    def notes(self, scenario, threads, args):
+        return "C, epoll, 1 thread" + (", timerfd publisher" if kind(scenario) == "sse" else "")
 
 
 SERVERS: dict[str, Server] = {
     "mummyx": Mummyx("mummyx", "mummyx"),
-    "granian": Granian("granian", "granian (WSGI)"),
-    "uvicorn": Uvicorn("uvicorn", "uvicorn (httptools)"),
+    "granian": Granian("granian", "granian"),
+    "uvicorn": Uvicorn("uvicorn", "uvicorn"),
     "gunicorn": Gunicorn("gunicorn", "gunicorn (gthread)"),
     "socketify": Socketify("socketify", "socketify"),
     "nginx": Nginx("nginx", "nginx (ceiling)"),
+    "ceiling": Ceiling("ceiling", "C epoll (ceiling)"),
 }
+
+
+# --------------------------------------------------------------------------- C load generators
+
+_built: dict[str, tuple[Path | None, str | None]] = {}
+
+
+def build_tool(name: str) -> tuple[Path | None, str | None]:
+    """Compile benchmarks/NAME.c into BUILD/NAME (cc -O2) unless it is up to date -> (path, error)."""
+    if name in _built:
+        return _built[name]
+    src, out = HERE / f"{name}.c", BUILD / name
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    res: tuple[Path | None, str | None]
+    if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
+        res = (out, None)
+    elif not cc:
+        res = (None, "no C compiler (cc) found")
+    else:
+        BUILD.mkdir(parents=True, exist_ok=True)
+        tmp_out = out.with_suffix(".tmp")
+        p = subprocess.run([cc, "-O2", "-o", str(tmp_out), str(src)], capture_output=True, text=True)
+        if p.returncode == 0:
+            tmp_out.replace(out)
+            log(f"== built {out.relative_to(REPO)}")
+            res = (out, None)
+        else:
+            res = (None, f"{cc} failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+    _built[name] = res
+    return res
 
 
 # --------------------------------------------------------------------------- wrk
@@ -628,84 +797,278 @@ def preflight(url: str) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- C load generators: run
+
+def run_tool(args, name: str, tool_argv: list[str], timeout: float) -> tuple[dict | None, str, int]:
+    """Run a compiled load generator pinned to the client CPU -> (its JSON or None, stderr+stdout, exit code)."""
+    path, err = build_tool(name)
+    if not path:
+        return None, f"{name}: {err}", -1
+    argv = pin(args.client_cpu, [str(path)] + tool_argv)
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        out, rc = p.stdout, p.returncode
+        text = (p.stderr or "") + (p.stdout or "")
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        text, rc = out + f"\n[{name} timed out after {timeout:.0f}s]", -1
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line), text, rc
+            except ValueError:
+                break
+    return None, text, rc
+
+
 # --------------------------------------------------------------------------- one run
 
+def new_row(server: Server, scenario: str, threads: int, args) -> dict:
+    return {"server": server.name, "label": server.label(scenario), "scenario": scenario,
+            "unit": SCENARIOS[scenario]["unit"],
+            "status": "ok", "reason": None, "notes": server.notes(scenario, threads, args),
+            "rps": None, "p99_ms": None, "p50_ms": None, "avg_ms": None, "max_ms": None,
+            "requests": 0, "socket_errors": None, "non_2xx_3xx": None,
+            "peak_rss_kb": None, "peak_rss_sampled_kb": None, "failed": False, "failures": [],
+            "warnings": [], "server_cpu": None, "other_cpu": None, "noisy": False, "client_cpu": None,
+            "command": None}
+
+
+class Started:
+    """One server process for one (server, scenario) run; None-safe cleanup via close()."""
+
+    def __init__(self, args, server: Server, scenario: str, threads: int, row: dict):
+        self.args, self.row = args, row
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
+        self.port = free_port()
+        argv = pin(args.server_cpu, server.command(scenario, self.port, threads, self.tmp, args))
+        row["command"] = " ".join(argv)
+        self.sp = ServerProc(server.name, argv, APPS, self.tmp / "server.log", env=server.env(scenario, args))
+        self.error = self.sp.wait_port(self.port, args.start_timeout)
+        if self.error:
+            tail = self.sp.log_tail()
+            row["server_log_tail"] = tail
+            log(f"   failed to start: {self.error}\n" + "\n".join("   | " + ln for ln in tail.splitlines()))
+
+    def window(self) -> "Window":
+        return Window(self.args, self.sp)
+
+    def died(self) -> str | None:
+        if self.sp.proc.poll() is not None:
+            self.row["server_log_tail"] = self.sp.log_tail()
+            return f"server exited (code {self.sp.proc.returncode}) during the run"
+        return None
+
+    def close(self, grace: float = 5.0) -> None:
+        self.sp.kill(grace)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Window:
+    """RSS sampling and other-load accounting around a recorded run."""
+
+    def __init__(self, args, sp: ServerProc):
+        self.args, self.sp = args, sp
+        self.sampler = RssSampler(sp.proc.pid)
+        self.sampler.start()
+        self.load = OtherLoad(sp.proc.pid, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu)).start()
+
+    def stop(self) -> dict:
+        server_cpu, other_cpu = self.load.stop()
+        sampled = self.sampler.stop()
+        # CPUs' worth of work done by processes other than this server, the load generator and the
+        # harness: other sessions' builds/tests on a shared machine make the numbers unreliable.
+        return {"server_cpu": round(server_cpu, 3), "other_cpu": round(other_cpu, 3),
+                "noisy": other_cpu > self.args.noise_limit, "peak_rss_sampled_kb": sampled,
+                "peak_rss_kb": self.sp.peak_hwm_kb() or sampled}
+
+
 def bench_one(args, server: Server, scenario: str) -> dict:
-    threads = args.sleep_threads if scenario == "sleep" else args.plain_threads
-    row = {"server": server.name, "label": server.label, "scenario": scenario,
-           "status": "ok", "reason": None, "notes": server.notes(scenario, threads),
-           "rps": None, "p99_ms": None, "p50_ms": None, "avg_ms": None, "max_ms": None,
-           "requests": 0, "socket_errors": None, "non_2xx_3xx": None,
-           "peak_rss_kb": None, "peak_rss_sampled_kb": None, "failed": False, "failures": [],
-           "server_cpu": None, "other_cpu": None, "noisy": False,
-           "command": None}
+    k = kind(scenario)
+    if k == "http":
+        threads = args.sleep_threads if scenario == "sleep" else args.plain_threads
+    else:
+        threads = args.ws_workers
+    row = new_row(server, scenario, threads, args)
     why = server.unavailable(scenario)
     if why:
         row["status"] = "skipped" if why.startswith("skipped") else "not installed"
         row["reason"] = why
         return row
-
-    path, _ = SCENARIOS[scenario]
+    if k == "sse":
+        return bench_sse(args, server, scenario, threads, row)
     if args.wait_idle > 0:
         before = wait_for_idle(args.noise_limit, args.wait_idle,
                                parse_cpus(args.server_cpu), parse_cpus(args.client_cpu))
         row["other_cpu_before"] = round(before, 3)
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
-    port = free_port()
-    argv = pin(args.server_cpu, server.command(scenario, port, threads, tmp))
-    row["command"] = " ".join(argv)
-    url = f"http://127.0.0.1:{port}{path}"
     log(f"== {server.name:<10} {scenario:<10} {row['notes']}")
-    sp = ServerProc(server.name, argv, APPS, tmp / "server.log", env=server.env())
+    st = Started(args, server, scenario, threads, row)
     try:
-        err = sp.wait_port(port, args.start_timeout)
-        if err:
-            row.update(status="failed", failed=True, reason=f"did not start: {err}")
+        if st.error:
+            row.update(status="failed", failed=True, reason=f"did not start: {st.error}")
             row["failures"].append(row["reason"])
-            tail = sp.log_tail()
-            row["server_log_tail"] = tail
-            log(f"   failed to start: {err}\n" + "\n".join("   | " + ln for ln in tail.splitlines()))
             return row
-        bad = preflight(url)
-        if bad:
-            row["failures"].append(f"bad response: {bad}")
-        if args.warmup > 0:
-            run_wrk(args, url, args.warmup)
-        sampler = RssSampler(sp.proc.pid)
-        sampler.start()
-        load = OtherLoad(sp.proc.pid, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu)).start()
-        res, out = run_wrk(args, url, args.duration)
-        server_cpu, other_cpu = load.stop()
-        row["peak_rss_sampled_kb"] = sampler.stop()
-        # CPUs' worth of work done by processes other than this server, wrk and the harness:
-        # other sessions' builds/tests on a shared machine make the numbers unreliable.
-        row["server_cpu"], row["other_cpu"] = round(server_cpu, 3), round(other_cpu, 3)
-        if row["other_cpu"] is not None and row["other_cpu"] > args.noise_limit:
-            row["noisy"] = True
-        row["peak_rss_kb"] = sp.peak_hwm_kb() or row["peak_rss_sampled_kb"]
-        if sp.proc.poll() is not None:
-            row["failures"].append(f"server exited (code {sp.proc.returncode}) during the run")
-            row["server_log_tail"] = sp.log_tail()
-        row.update({k: res[k] for k in ("rps", "p99_ms", "p50_ms", "avg_ms", "max_ms", "requests",
-                                         "socket_errors", "non_2xx_3xx")})
-        row["wrk_output"] = out
-        errs = sum(res["socket_errors"].values())
-        if errs:
-            row["failures"].append("socket errors " + ", ".join(
-                f"{k} {v}" for k, v in res["socket_errors"].items() if v))
-        if res["non_2xx_3xx"]:
-            row["failures"].append(f"{res['non_2xx_3xx']} non-2xx/3xx responses")
-        if not res["requests"] or res["rps"] is None:
-            row["failures"].append("no requests completed (wrk output unparsable or empty)")
+        if k == "http":
+            measure_http(args, st, scenario, row)
+        else:
+            measure_ws(args, st, scenario, row)
+        died = st.died()
+        if died:
+            row["failures"].append(died)
         row["failed"] = bool(row["failures"])
-        log(f"   {fmt_rps(row['rps'])} req/s  p99 {fmt_ms(row['p99_ms'])}  "
+        log(f"   {fmt_rps(row['rps'])} {row['unit']}  p99 {fmt_ms(row['p99_ms'])}  "
             f"peak RSS {fmt_mb(row['peak_rss_kb'])}  server {row['server_cpu']} CPU, "
-            f"others {row['other_cpu']} CPU" + (f"  FAIL: {'; '.join(row['failures'])}"
-                                                        if row["failed"] else ""))
+            f"others {row['other_cpu']} CPU" + (f", client {row['client_cpu']} CPU" if row["client_cpu"] else "")
+            + (f"  FAIL: {'; '.join(row['failures'])}" if row["failed"] else ""))
         return row
     finally:
-        sp.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
+        st.close(5.0 if k == "http" else 1.0)
+
+
+def measure_http(args, st: Started, scenario: str, row: dict) -> None:
+    url = f"http://127.0.0.1:{st.port}{SCENARIOS[scenario]['path']}"
+    bad = preflight(url)
+    if bad:
+        row["failures"].append(f"bad response: {bad}")
+    if args.warmup > 0:
+        run_wrk(args, url, args.warmup)
+    win = st.window()
+    res, out = run_wrk(args, url, args.duration)
+    row.update(win.stop())
+    row.update({k: res[k] for k in ("rps", "p99_ms", "p50_ms", "avg_ms", "max_ms", "requests",
+                                     "socket_errors", "non_2xx_3xx")})
+    row["wrk_output"] = out
+    errs = sum(res["socket_errors"].values())
+    if errs:
+        row["failures"].append("socket errors " + ", ".join(
+            f"{k} {v}" for k, v in res["socket_errors"].items() if v))
+    if res["non_2xx_3xx"]:
+        row["failures"].append(f"{res['non_2xx_3xx']} non-2xx/3xx responses")
+    if not res["requests"] or res["rps"] is None:
+        row["failures"].append("no requests completed (wrk output unparsable or empty)")
+
+
+def _latency_ms(row: dict, lat: dict) -> None:
+    for key, src in (("p50_ms", "p50"), ("p99_ms", "p99"), ("avg_ms", "mean"), ("max_ms", "max")):
+        v = lat.get(src)
+        row[key] = None if v is None else v / 1000.0
+
+
+def _client_check(args, row: dict) -> None:
+    cpu = row.get("client_cpu")
+    if cpu is not None and cpu > args.client_bound:
+        row["warnings"].append(f"CLIENT-BOUND: the load generator used {cpu:.2f} CPU")
+
+
+def measure_ws(args, st: Started, scenario: str, row: dict) -> None:
+    size = SCENARIOS[scenario]["size"]
+    tool_argv = ["-p", str(st.port), "-u", SCENARIOS[scenario]["path"], "-c", str(args.ws_connections),
+                 "-s", str(size), "-k", str(args.ws_inflight), "-d", f"{args.duration:g}",
+                 "-w", f"{args.warmup:g}", "-q"]
+    win = st.window()
+    res, text, rc = run_tool(args, "wsbench", tool_argv, args.duration + args.warmup + 60)
+    row.update(win.stop())
+    row["tool_output"] = res if res is not None else text[-2000:]
+    if res is None:
+        row["failures"].append(f"wsbench gave no result (exit {rc}): {text.strip()[-300:]}")
+        return
+    row["rps"] = res["msgs_per_s"]
+    row["requests"] = res["messages"]
+    row["client_cpu"] = res["client_cpu"]
+    _latency_ms(row, res["latency_us"])
+    if res["error_count"]:
+        errs = ", ".join(f"{k} {v}" for k, v in res["errors"].items() if v)
+        row["failures"].append(f"wsbench errors: {errs} (first: {res['first_error']})")
+    if not res["messages"]:
+        row["failures"].append("no echo received")
+    _client_check(args, row)
+
+
+def sse_rates(args) -> tuple[list[float], bool]:
+    """-> (rates to try, ramp?). A ramp stops at the first rate the server does not keep up with."""
+    if args.sse_rates:
+        return [float(r) for r in args.sse_rates.split(",") if r.strip()], False
+    rates, r = [], float(args.sse_rate_start)
+    while r <= args.sse_rate_max:
+        rates.append(r)
+        r *= 2
+    return rates, True
+
+
+def bench_sse(args, server: Server, scenario: str, threads: int, row: dict) -> dict:
+    """One fresh server per publish rate; the row reports the step that delivered the most events/s."""
+    rates, ramp = sse_rates(args)
+    steps = []
+    log(f"== {server.name:<10} {scenario:<10} {row['notes']}")
+    for rate in rates:
+        if args.wait_idle > 0:
+            wait_for_idle(args.noise_limit, args.wait_idle, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu))
+        args.sse_rate_now = rate
+        step = {"rate": rate, "failures": [], "rps": None}
+        st = Started(args, server, scenario, threads, step)
+        try:
+            if st.error:
+                step["failures"].append(f"did not start: {st.error}")
+            else:
+                tool_argv = ["-p", str(st.port), "-u", SCENARIOS[scenario]["path"], "-c", str(args.sse_clients),
+                             "-d", f"{args.sse_duration:g}", "-w", f"{args.sse_warmup:g}", "-q"]
+                win = st.window()
+                res, text, rc = run_tool(args, "ssebench", tool_argv,
+                                         args.sse_duration + args.sse_warmup + args.start_timeout + 60)
+                step.update(win.stop())
+                step["tool_output"] = res if res is not None else text[-2000:]
+                if res is None:
+                    step["failures"].append(f"ssebench gave no result (exit {rc}): {text.strip()[-300:]}")
+                else:
+                    step["rps"] = res["events_per_s"]
+                    step["requests"] = res["events"]
+                    step["client_cpu"] = res["client_cpu"]
+                    step["published_per_s"] = res["published_per_s_estimate"]
+                    step["delivery_ratio"] = res["delivery_ratio"]
+                    _latency_ms(step, res["latency_us"])
+                    if res["error_count"]:
+                        errs = ", ".join(f"{k} {v}" for k, v in res["errors"].items() if v)
+                        step["failures"].append(f"ssebench errors: {errs} (first: {res['first_error']})")
+                    if not res["events"]:
+                        step["failures"].append("no event received")
+                died = st.died()
+                if died:
+                    step["failures"].append(died)
+        finally:
+            st.close(1.0)
+        offered = rate * args.sse_clients
+        step["kept_up"] = bool(not step["failures"] and step["rps"] and step["rps"] >= 0.9 * offered)
+        steps.append(step)
+        log(f"   {rate:>6g}/s x {args.sse_clients}: {fmt_rps(step['rps'])} ev/s  "
+            f"(published ~{step.get('published_per_s') or 0:,.0f}/s)  p99 {fmt_ms(step.get('p99_ms'))}  "
+            f"server {step.get('server_cpu')} CPU, others {step.get('other_cpu')} CPU, client {step.get('client_cpu')} CPU"
+            + ("" if step["kept_up"] else "  (did not keep up)")
+            + (f"  FAIL: {'; '.join(step['failures'])}" if step["failures"] else ""))
+        if ramp and not step["kept_up"]:
+            break
+    row["steps"] = steps
+    row["command"] = steps[-1].get("command") if steps else None
+    clean = [s for s in steps if not s["failures"] and s["rps"]]
+    best = max(clean or [s for s in steps if s["rps"]] or steps, key=lambda s: s["rps"] or 0)
+    for key in ("rps", "requests", "p50_ms", "p99_ms", "avg_ms", "max_ms", "server_cpu", "other_cpu", "noisy",
+                "client_cpu", "peak_rss_sampled_kb", "published_per_s", "delivery_ratio", "command"):
+        if key in best:
+            row[key] = best[key]
+    row["sse_rate"] = best["rate"]
+    row["peak_rss_kb"] = max((s.get("peak_rss_kb") or 0 for s in steps), default=0) or None
+    row["notes"] += f"; best at {best['rate']:g} ev/s published (" + ", ".join(
+        f"{s['rate']:g}/s: {fmt_rps(s['rps'])}" + ("" if s["kept_up"] else "*") for s in steps) + ")"
+    if not clean:
+        row["failures"] = best["failures"] or ["no step completed"]
+        if any("did not start" in f for f in row["failures"]):
+            row.update(status="failed", reason=row["failures"][0])
+    else:
+        for s in steps:
+            if s["failures"]:
+                row["warnings"].append(f"at {s['rate']:g}/s: " + "; ".join(s["failures"]))
+    row["failed"] = bool(row["failures"])
+    _client_check(args, row)
+    return row
 
 
 # --------------------------------------------------------------------------- report
@@ -736,7 +1099,7 @@ def usable(r) -> bool:
 
 
 def compute_ratios(rows) -> None:
-    """mummyx req/s / peer req/s, whenever both produced a number (failed runs are still flagged)."""
+    """mummyx rate / peer rate, whenever both produced a number (failed runs are still flagged)."""
     for r in rows:
         m = find(rows, "mummyx", r["scenario"])
         ok = m and m["rps"] and r["rps"] and r["status"] == "ok" and m["status"] == "ok"
@@ -751,36 +1114,57 @@ def _why(r, name) -> str:
     return f"{name} run had errors"
 
 
-def evaluate_targets(rows) -> list[dict]:
+def best_peer(rows, scenario):
+    """The fastest clean Python peer (not mummyx, nginx or the C ceiling) of a scenario, or None."""
+    peers = [r for r in rows if r["scenario"] == scenario and r["server"] not in NOT_PEERS and usable(r)]
+    return max(peers, key=lambda r: r["rps"]) if peers else None
+
+
+def evaluate_targets(rows, scenarios) -> list[dict]:
     """PASS/FAIL/n/a per target. A mummyx run with errors FAILs; a missing/failed peer gives n/a."""
     out = []
-    for scenario, peer, minimum in TARGETS:
+    for scenario, peer, minimum, strict in TARGETS:
+        if scenario not in scenarios:
+            continue
+        unit = SCENARIOS[scenario]["unit"]
         m = find(rows, "mummyx", scenario)
-        p = find(rows, peer, scenario) if peer else None
-        if peer is None:
-            desc = f"{scenario}: mummyx >= {minimum:,.0f} req/s"
+        notes: list[str] = []
+        if peer == BEST_PEER:
+            p = best_peer(rows, scenario)
+            if p is None:
+                notes.append("no Python peer ran cleanly")
+            desc = f"{scenario}: mummyx >= {minimum:g}x best peer"
+        elif peer is not None:
+            p = find(rows, peer, scenario)
+            desc = f"{scenario}: mummyx {'>' if strict else '>='} {minimum:g}x {peer}"
         else:
-            desc = f"{scenario}: mummyx >= {minimum:g}x {peer}"
-        value, verdict, notes = None, "n/a", []
+            p = None
+            desc = f"{scenario}: mummyx >= {minimum:,.0f} {unit}"
+        value, verdict = None, "n/a"
         m_ran = bool(m and m["status"] == "ok" and m["rps"])
         if not m_ran:
             notes.append(_why(m, "mummyx"))
-        if peer is not None and not usable(p):
+        if peer not in (None, BEST_PEER) and not usable(p):
             notes.append(_why(p, peer))
         if m_ran and (peer is None or (p and p["rps"])):
             value = m["rps"] if peer is None else m["rps"] / p["rps"]
+        if peer == BEST_PEER and p is not None:
+            notes.append(f"best peer: {p['label']}")
         if m_ran and m["failed"]:
             verdict = "FAIL"
             notes.insert(0, "mummyx run had errors")
         elif value is not None and (peer is None or usable(p)):
-            verdict = "PASS" if value >= minimum else "FAIL"
-        out.append({"target": desc, "scenario": scenario, "peer": peer, "minimum": minimum,
-                    "value": value, "result": verdict, "note": "; ".join(notes)})
+            ok = value > minimum if strict else value >= minimum
+            verdict = "PASS" if ok else "FAIL"
+        out.append({"target": desc, "scenario": scenario, "peer": peer,
+                    "peer_used": p["server"] if p else None, "minimum": minimum, "strict": strict,
+                    "value": value, "unit": unit if peer is None else "x", "result": verdict,
+                    "note": "; ".join(notes)})
     return out
 
 
 def render_table(rows, targets, args) -> str:
-    head = ["scenario", "server", "req/s", "p99", "peak RSS", "mummyx/peer", "check", "config"]
+    head = ["scenario", "server", "rate", "p99", "peak RSS", "mummyx/peer", "check", "config"]
     body = []
     for r in rows:
         if r["status"] != "ok":
@@ -788,13 +1172,17 @@ def render_table(rows, targets, args) -> str:
         elif r["failed"]:
             check = "FAIL: " + "; ".join(r["failures"])
         else:
-            check = "ok (all 2xx)"
+            check = {"http": "ok (all 2xx)", "ws": "ok (all echoes verified)",
+                     "sse": "ok (all subscribed)"}[kind(r["scenario"])]
+        for w in r.get("warnings") or []:
+            check += f"; {w}"
         if r.get("noisy"):
             check += f"; NOISY: other processes used {r['other_cpu']:.2f} CPU"
         ratio = "—"
         if r.get("mummyx_ratio") is not None and r["server"] != "mummyx":
             ratio = f"{r['mummyx_ratio']:.2f}x"
-        body.append([r["scenario"], r["label"], fmt_rps(r["rps"]), fmt_ms(r["p99_ms"]),
+        rate = "—" if r["rps"] is None else f"{fmt_rps(r['rps'])} {r.get('unit', 'req/s')}"
+        body.append([r["scenario"], r["label"], rate, fmt_ms(r["p99_ms"]),
                      fmt_mb(r["peak_rss_kb"]), ratio, check, r["notes"] if r["status"] == "ok" else ""])
     widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
     right = {2, 3, 4, 5}
@@ -813,17 +1201,31 @@ def render_table(rows, targets, args) -> str:
     lines.append("")
     lines.append("Targets:")
     for t in targets:
-        val = "—" if t["value"] is None else (f"{t['value']:,.0f} req/s" if t["peer"] is None
-                                               else f"{t['value']:.2f}x")
+        if t["value"] is None:
+            val = "—"
+        elif t["peer"] is None:
+            val = f"{t['value']:,.0f} {t['unit']}"
+        else:
+            val = f"{t['value']:.2f}x"
         lines.append(f"  [{t['result']:<4}] {t['target']:<40} {val}" + (f"  ({t['note']})" if t["note"] else ""))
     lines.append("")
     noisy = [r for r in rows if r.get("noisy")]
     if noisy:
         lines.append(f"WARNING: {len(noisy)} run(s) shared the machine with other busy processes "
-                     f"(> {args.noise_limit:g} CPU outside the server, wrk and this harness); "
+                     f"(> {args.noise_limit:g} CPU outside the server, the load generator and this harness); "
                      "their numbers are low and unreliable. Re-run on an idle machine.")
-    lines.append(f"wrk -t1 -c{args.connections} -d{args.duration:g}s --latency (+{args.warmup:g}s warm-up), "
-                 f"server on CPU {args.server_cpu}, wrk on CPU {args.client_cpu}; "
+    if any(kind(r["scenario"]) == "http" for r in rows):
+        lines.append(f"http: wrk -t1 -c{args.connections} -d{args.duration:g}s --latency (+{args.warmup:g}s warm-up).")
+    if any(kind(r["scenario"]) == "ws" for r in rows):
+        lines.append(f"ws: wsbench -c{args.ws_connections} -k{args.ws_inflight} -d{args.duration:g} "
+                     f"-w{args.warmup:g}: echoes/s, p99 = send -> echo round trip.")
+    if any(kind(r["scenario"]) == "sse" for r in rows):
+        rates, ramp = sse_rates(args)
+        how = (f"publish rate doubled from {rates[0]:g}/s up to {rates[-1]:g}/s until a server delivers < 90 % "
+               "of it" if ramp else "publish rates " + ",".join(f"{x:g}" for x in rates))
+        lines.append(f"sse: ssebench -c{args.sse_clients} -d{args.sse_duration:g} -w{args.sse_warmup:g} per rate; "
+                     f"{how}; best events/s reported (* = did not keep up), p99 = publish -> receive at that rate.")
+    lines.append(f"Server on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}; "
                  "peak RSS = sum of VmHWM over the server's process tree.")
     return "\n".join(lines)
 
@@ -832,7 +1234,8 @@ def render_table(rows, targets, args) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=float, default=10, help="seconds per recorded wrk run (default 10)")
+    ap.add_argument("--duration", type=float, default=10,
+                    help="seconds per recorded wrk / wsbench run (default 10)")
     ap.add_argument("--warmup", type=float, default=2, help="seconds of unrecorded warm-up before each run (default 2; 0 = none)")
     ap.add_argument("--connections", type=int, default=100, help="wrk connections (default 100)")
     ap.add_argument("--plain-threads", type=int, default=4,
@@ -842,10 +1245,33 @@ def main(argv=None) -> int:
                     help="thread-pool size for the sleep scenario (default 128; needs >= connections)")
     ap.add_argument("--servers", default=",".join(SERVER_ORDER),
                     help=f"comma-separated subset of {','.join(SERVER_ORDER)}")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of plaintext,sleep")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS),
+                    help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    ws = ap.add_argument_group("WebSocket echo scenarios (ws-32b, ws-16k; load generator wsbench.c)")
+    ws.add_argument("--ws-connections", type=int, default=100, help="WebSocket connections (default 100)")
+    ws.add_argument("--ws-inflight", type=int, default=1,
+                    help="messages in flight per connection: a new one is sent per echo received (default 1)")
+    ws.add_argument("--ws-workers", type=int, default=4,
+                    help="mummyx worker threads in the ws and sse scenarios (default 4)")
+    sse = ap.add_argument_group("SSE fan-out scenario (sse; load generator ssebench.c)")
+    sse.add_argument("--sse-clients", type=int, default=1000, help="subscribed connections (default 1000)")
+    sse.add_argument("--sse-rate-start", type=float, default=50,
+                     help="first publish rate of the ramp, events/s (default 50)")
+    sse.add_argument("--sse-rate-max", type=float, default=6400,
+                     help="highest publish rate of the ramp (default 6400); the rate doubles while the "
+                          "server delivers >= 90%% of rate x clients")
+    sse.add_argument("--sse-rates", default=None, metavar="R1,R2",
+                     help="run exactly these publish rates instead of the ramp (best is reported)")
+    sse.add_argument("--sse-duration", type=float, default=5, help="measured seconds per rate (default 5)")
+    sse.add_argument("--sse-warmup", type=float, default=1,
+                     help="unrecorded seconds per rate after all clients subscribed (default 1)")
+    sse.add_argument("--sse-queue", type=int, default=256,
+                     help="per-subscriber queue bound in the Python peers' apps; full = drop (default 256)")
+    ap.add_argument("--client-bound", type=float, default=0.9, metavar="CPU",
+                    help="warn CLIENT-BOUND when wsbench/ssebench used more CPU than this (default 0.9)")
     ap.add_argument("--server-cpu", default="0", help="CPU list for servers (taskset -c; default 0)")
-    ap.add_argument("--client-cpu", default="1", help="CPU list for wrk (taskset -c; default 1)")
-    ap.add_argument("--no-pin", action="store_true", help="do not taskset the server or wrk")
+    ap.add_argument("--client-cpu", default="1", help="CPU list for the load generator (taskset -c; default 1)")
+    ap.add_argument("--no-pin", action="store_true", help="do not taskset the server or the load generator")
     ap.add_argument("--noise-limit", type=float, default=0.1,
                     help="flag a run as NOISY when other processes used more than this many CPUs during it")
     ap.add_argument("--wait-idle", type=float, default=10, metavar="S",
@@ -874,10 +1300,29 @@ def main(argv=None) -> int:
     for s in scenarios:
         if s not in SCENARIOS:
             ap.error(f"unknown scenario {s!r}; choose from {','.join(SCENARIOS)}")
-    if not shutil.which("wrk"):
+    kinds = {kind(s) for s in scenarios}
+    if "http" in kinds and not shutil.which("wrk"):
         log("error: wrk not found. Install it with `python benchmarks/run.py --install` "
             "or `apt-get install wrk`.")
         return 2
+    for k, tool in (("ws", "wsbench"), ("sse", "ssebench")):
+        if k in kinds:
+            path, err = build_tool(tool)
+            if not path:
+                log(f"error: cannot build benchmarks/{tool}.c: {err}")
+                return 2
+    args.sse_rate_now = args.sse_rate_start
+    # 1,000 SSE clients + the servers' own sockets: children inherit the raised limit.
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = max(args.sse_clients, args.ws_connections, args.connections) * 2 + 1024
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            if new < want:
+                log(f"warning: open-file limit {new} (hard limit) may be too low for {args.sse_clients} SSE clients")
+    except (ValueError, OSError) as e:
+        log(f"warning: could not raise the open-file limit: {e}")
 
     # Keep the harness itself (sampler, parsing) off the server's core.
     if args.client_cpu is not None and hasattr(os, "sched_setaffinity"):
@@ -903,12 +1348,12 @@ def main(argv=None) -> int:
     try:
         for scenario in scenarios:
             for name in SERVER_ORDER:
-                if name in servers:
+                if name in servers and kind(scenario) in SERVERS[name].kinds:
                     rows.append(bench_one(args, SERVERS[name], scenario))
     finally:
         kill_all_servers()
     compute_ratios(rows)
-    targets = evaluate_targets(rows)
+    targets = evaluate_targets(rows, scenarios)
 
     table = render_table(rows, targets, args)
     print()
@@ -921,11 +1366,16 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "wrk": tool_version(["wrk", "--version"]),
         "versions": {n: SERVERS[n].version() for n in servers},
+        "peer_packages": {n: pkg_version(n) for n in ("websockets", "sse-starlette", "starlette", "uvloop",
+                                                       "httptools")},
         "git_commit": git_commit(),
     }
     config = {k: getattr(args, k) for k in ("duration", "warmup", "connections", "plain_threads",
-                                            "sleep_threads", "server_cpu", "client_cpu", "noise_limit", "wait_idle")}
-    config["scenarios"] = {s: SCENARIOS[s][1] for s in scenarios}
+                                            "sleep_threads", "server_cpu", "client_cpu", "noise_limit", "wait_idle",
+                                            "ws_connections", "ws_inflight", "ws_workers", "sse_clients",
+                                            "sse_rate_start", "sse_rate_max", "sse_rates", "sse_duration",
+                                            "sse_warmup", "sse_queue", "client_bound")}
+    config["scenarios"] = {s: SCENARIOS[s]["desc"] for s in scenarios}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "config": config, "results": rows, "targets": targets,

@@ -34,7 +34,7 @@ Choices made where the RFCs leave room (each is noted at its vector, too):
   reaches the handler as sent (RFC 9112 3 only says SHOULD reject an invalid request-line).
   The target's *form* is held to the RFCs, though: asterisk-form only with OPTIONS (RFC 9112
   3.2.4), absolute-form with a non-empty host (RFC 9110 4.2.1) and no userinfo (4.2.4). The
-  server does not check those yet (response.c), so those vectors are marked xfail.
+  server checks them in response.c.
 
 Known bugs outside the parser are marked on their vectors: ``xfail`` (every delivery) or
 ``xfail_bytes`` (only the byte-by-byte delivery), and ``fragile`` lists the split points that
@@ -193,20 +193,14 @@ V("rl-absolute-form-without-host", req("GET http://example.com/ HTTP/1.1", host=
 V("rl-absolute-form-ftp", req("GET ftp://example.com/ HTTP/1.1"), 400)
 V("rl-absolute-form-one-slash", req("GET http:/example.com/ HTTP/1.1"), 400)
 V("rl-absolute-form-empty-host", req("GET http:///p HTTP/1.1"), 400,
-  why="RFC 9110 4.2.1: an http URI with an empty host MUST be rejected as invalid",
-  xfail="response.c split_target() accepts an absolute-form target with an empty authority "
-        "('http:///p' reaches the handler as path /p)")
+  why="RFC 9110 4.2.1: an http URI with an empty host MUST be rejected as invalid")
 V("rl-absolute-form-userinfo", req("GET http://user:pw@example.com/p HTTP/1.1"), 400,
   why="RFC 9110 4.2.4: SHOULD treat userinfo in an http URI as an error (phishing); "
-      "RFC 9112 3.2.2 absolute-form has no userinfo",
-  xfail="response.c split_target() accepts userinfo in an absolute-form target "
-        "('http://user:pw@example.com/p' reaches the handler)")
+      "RFC 9112 3.2.2 absolute-form has no userinfo")
 V("rl-asterisk-options", req("OPTIONS * HTTP/1.1"), ok("OPTIONS", "*"), why="RFC 9112 3.2.4")
 V("rl-asterisk-get", req("GET * HTTP/1.1"), 400,
   why="RFC 9112 3.2.4: asterisk-form is only for OPTIONS; an invalid request-line SHOULD get "
-      "400 (RFC 9112 3)",
-  xfail="response.c split_target() takes '*' as the path for any method ('GET *' reaches the "
-        "handler)")
+      "400 (RFC 9112 3)")
 V("rl-connect-authority-form", req("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443",
                                    host=False), 400,
   why="RFC 9110 9.3.6: this server is no proxy; a clean 400, never a tunnel or a hang")
@@ -251,17 +245,15 @@ V("ver-bare-cr", b"GET / HTTP/1.1\rHost: t\r\n\r\n", 400)
 # --- empty lines before the request-line (RFC 9112 2.2) ---
 _LEADING_CRLF_BUG = ("conn.c parse_head() skips a leading CRLF only when both bytes are "
                      "buffered: a lone '\\r' read first is parsed as a request-line (400)")
-V("empty-line-before", b"\r\n" + GET, ok("GET", "/"), fragile=(1,), xfail_bytes=_LEADING_CRLF_BUG,
+V("empty-line-before", b"\r\n" + GET, ok("GET", "/"), fragile=(1,),
   why="RFC 9112 2.2: SHOULD ignore at least one empty line before a request-line")
-V("two-empty-lines-before", b"\r\n\r\n" + GET, ok("GET", "/"), fragile=(1, 3),
-  xfail_bytes=_LEADING_CRLF_BUG)
+V("two-empty-lines-before", b"\r\n\r\n" + GET, ok("GET", "/"), fragile=(1, 3))
 # Only bytes 0..5 matter here; cuts at 2 or 4 make it accepted (see test_three_empty_lines_split).
 V("three-empty-lines-before", b"\r\n\r\n\r\n" + GET, 400, fragile=(1, 2, 3, 4, 5),
   why="documented limit: up to two empty lines are ignored")
 V("bare-lf-empty-line-before", b"\n" + GET, 400)
 V("space-line-before", b" \r\n" + GET, 400)
 V("empty-line-after-request", GET + b"\r\n", ok("GET", "/"), fragile=(len(GET) + 1,),
-  xfail_bytes=_LEADING_CRLF_BUG,
   why="a CRLF after a request is an empty line before the next request-line (RFC 9112 2.2)")
 
 # =================================================================================================
@@ -556,7 +548,7 @@ V("ch-final-bare-lf", te(b"5\r\nhello\r\n0\r\n\n"), 400)
 V("ch-no-final-crlf", te(b"5\r\nhello\r\n0\r\n"), 400,
   why="the next request-line would be read as a trailer field: 'GET /... HTTP/1.1' is not one")
 V("ch-crlf-after-body", te(chunked(HELLO)) + b"\r\n", ok("POST", "/", HELLO),
-  fragile=(len(te(chunked(HELLO))) + 1,), xfail_bytes=_LEADING_CRLF_BUG,
+  fragile=(len(te(chunked(HELLO))) + 1,),
   why="an extra CRLF after a body is an empty line before the next request (RFC 9112 2.2)")
 # --- trailers (RFC 9112 7.1.2, RFC 9110 6.5) ---
 V("ch-trailer", te(chunked(HELLO, trailer=b"X-T: v\r\n")), ok("POST", "/", HELLO))

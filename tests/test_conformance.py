@@ -287,18 +287,14 @@ def _run(server, vec: Vector, pieces: List[bytes], pause: float = 0.05,
     check(vec, raw, closed, tag)
 
 
-@pytest.mark.xfail(strict=True, reason="conn.c parse_head(): a lone '\\r' read before the '\\n' "
-                   "of an ignorable empty line is parsed as a request-line and gets 400")
 def test_empty_line_split_after_cr(server) -> None:
     vec = Vector("split-empty-line", b"\r\n" + GET, (Seen("GET", "/"),), "open")
     _run(server, vec, [b"\r", b"\n" + GET])
 
 
-@pytest.mark.xfail(strict=True, reason="conn.c parse_head() counts ignored empty lines per call, "
-                   "not per request: three CRLFs arriving in two reads are all ignored")
 def test_three_empty_lines_split(server) -> None:
     vec = Vector("split-three-empty-lines", b"\r\n\r\n\r\n" + GET, (400,), "closed")
-    _run(server, vec, [b"\r\n", b"\r\n\r\n" + GET], xfail=True)
+    _run(server, vec, [b"\r\n", b"\r\n\r\n" + GET])
 
 
 _CHUNK_OVER_LIMIT_THEN_BAD = (
@@ -311,9 +307,6 @@ def test_chunk_over_limit_split_before_bad_byte(server) -> None:
     _run(server, vec, [_CHUNK_OVER_LIMIT_THEN_BAD, b"XX"])
 
 
-@pytest.mark.xfail(strict=True, reason="conn.c read_body_chunked() checks the body limit only "
-                   "after decoding everything buffered: when the malformed byte arrives in the "
-                   "same read as the byte that exceeds max_body_len, the answer is 400, not 413")
 def test_chunk_over_limit_whole(server) -> None:
     vec = Vector("whole-chunk-over-limit", _CHUNK_OVER_LIMIT_THEN_BAD + b"XX", (413,), "closed")
     _run(server, vec, [_CHUNK_OVER_LIMIT_THEN_BAD + b"XX"])

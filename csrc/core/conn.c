@@ -189,10 +189,14 @@ static int parse_head(mx_conn_t *c) {
     int status = 400;
     /* RFC 9112 2.2: ignore an empty line or two before a request-line (some clients send a CRLF
      * after a POST body). More than that is not a request. */
-    for (int skip = 0; skip < 2 && c->rlen - c->rpos >= 2 && c->rbuf[c->rpos] == '\r' &&
-                       c->rbuf[c->rpos + 1] == '\n';
-         skip++)
+    while (c->empty_lines < 2 && c->rpos < c->rlen && c->rbuf[c->rpos] == '\r') {
+        if (c->rlen - c->rpos < 2)
+            return 0; /* a lone CR so far: wait for what follows */
+        if (c->rbuf[c->rpos + 1] != '\n')
+            break; /* not an empty line: the parser rejects it */
         c->rpos += 2;
+        c->empty_lines++;
+    }
     if (c->rpos == c->rlen)
         return 0;
     size_t avail = c->rlen - c->rpos;
@@ -207,6 +211,7 @@ static int parse_head(mx_conn_t *c) {
         return 1;
     }
     mx__timer_set(c, MX_TIMER_NONE, 0);
+    c->empty_lines = 0;
     if (mx_http1_analyze(&h, &info, &status) != 0) {
         reject(c, status);
         return 1;
@@ -256,6 +261,7 @@ static int parse_head(mx_conn_t *c) {
     c->continue_sent = 0;
     if (info.chunked) {
         memset(&c->chunked, 0, sizeof(c->chunked));
+        c->chunked.limit = c->body_limit == SIZE_MAX ? 0 : c->body_limit;
         c->state = MX_CONN_BODY_CHUNKED;
     } else if (info.content_length > 0) {
         if ((uint64_t)info.content_length > c->body_limit) {
@@ -310,7 +316,7 @@ static int read_body_chunked(mx_conn_t *c) {
     ssize_t used = mx_chunked_decode(&c->chunked, c->rbuf + c->rpos, avail, r->body + r->body_len,
                                      &out_len, &done);
     if (used < 0) {
-        reject(c, 400);
+        reject(c, used == MX_HTTP1_TOO_LARGE ? 413 : 400);
         return 1;
     }
     r->body_len += out_len;

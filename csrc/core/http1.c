@@ -636,6 +636,13 @@ ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out
         case MX__CH_SIZE_LF:
             if (c != '\n')
                 goto fail;
+            if (d->limit && d->remaining > d->limit - d->total) {
+                d->state = MX__CH_ERROR;
+                *out_len = 0;
+                *done = 0;
+                return MX_HTTP1_TOO_LARGE;
+            }
+            d->total += d->remaining;
             d->line_len = 0;
             st = d->remaining ? MX__CH_DATA : MX__CH_TRAILER_START;
             break;

@@ -16,6 +16,7 @@
 
 #define MX_HTTP1_PARTIAL (-2) /* need more bytes */
 #define MX_HTTP1_INVALID (-1) /* reject; *status holds the response status (see each function) */
+#define MX_HTTP1_TOO_LARGE (-3) /* chunked: a chunk size would take the body past its limit */
 
 /* Upper bound on the number of header fields a request may carry (more gives 431). */
 #define MX_HTTP1_MAX_HEADERS 100
@@ -106,6 +107,8 @@ typedef struct mx_chunked {
     size_t line_len;    /* private: bytes of the current size/trailer line seen so far */
     size_t trailer_len; /* private: total trailer bytes seen */
     int saw_digit;      /* private (unused) */
+    uint64_t limit;     /* set by the caller before the first call: body bytes allowed, 0 = any */
+    uint64_t total;     /* private: payload bytes announced so far */
 } mx_chunked_t;
 
 /*
@@ -114,7 +117,8 @@ typedef struct mx_chunked {
  * Returns the number of input bytes consumed, which is len unless the body ended inside in[]:
  * then *done = 1 and the bytes after the final CRLF belong to the next request and are not
  * consumed. Once done, later calls consume nothing and return 0 with *done = 1.
- * Returns MX_HTTP1_INVALID on malformed input: a size that is not plain hex (no sign, "0x" or
+ * Returns MX_HTTP1_TOO_LARGE as soon as a size line announces more payload than limit allows (so
+ * the verdict does not depend on how the input is split), and MX_HTTP1_INVALID on malformed input: a size that is not plain hex (no sign, "0x" or
  * leading whitespace) or exceeds 2^63-1, a malformed extension, a missing CRLF after the data,
  * a bare CR or LF, a trailer line that is not token ":" field-value, a size line or trailer
  * line longer than 4096 bytes (CRLF included), or a trailer section longer than 16384 bytes.

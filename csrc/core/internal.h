@@ -116,6 +116,7 @@ typedef struct mx_conn {
     unsigned is_unix : 1;
     unsigned hold_input : 1; /* a possible upgrade or an active stream: parse no further requests */
     unsigned stream_shut : 1; /* the server is stopping and told the stream so */
+    unsigned empty_lines : 2; /* empty lines skipped before the next request-line (at most 2) */
     uint32_t ep_events;
     mx_stream_t *stream; /* the active stream (its request is the pipeline's head) */ /* what epoll watches now */
 

@@ -142,13 +142,22 @@ static void split_target(mx_req_t *r) {
         p = t;
         plen = n;
     } else if (n == 1 && t[0] == '*') {
-        p = t; /* asterisk-form: OPTIONS * (matched as the path "*") */
+        /* asterisk-form is for OPTIONS only (RFC 9112 3.2.4); matched as the path "*" */
+        if (!(r->method_len == 7 && memcmp(r->method, "OPTIONS", 7) == 0))
+            return;
+        p = t;
         plen = 1;
     } else if (starts_with_ci(t, n, "http://") || starts_with_ci(t, n, "https://")) {
-        /* absolute-form: the path starts at the first '/' after the authority */
-        size_t i = t[4] == ':' ? 7 : 8;
-        while (i < n && t[i] != '/' && t[i] != '?')
+        /* absolute-form: the path starts at the first '/' after the authority, which must not
+         * be empty (RFC 9110 4.2.1) nor carry userinfo (4.2.4) */
+        size_t i = t[4] == ':' ? 7 : 8, host = i;
+        while (i < n && t[i] != '/' && t[i] != '?') {
+            if (t[i] == '@')
+                return;
             i++;
+        }
+        if (i == host)
+            return;
         if (i < n && t[i] == '/') {
             p = t + i;
             plen = n - i;

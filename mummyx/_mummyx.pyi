@@ -213,6 +213,7 @@ class Core:
         websocket_compression: bool = ...,
         websocket_ping_interval: float = ...,
         websocket_close_timeout: float = ...,
+        body_timeout: float = ...,
     ) -> None: ...
     def listen_tcp(self, host: str | None, port: int, /) -> int:
         """Bind and listen; returns the bound port. Raises OSError."""

@@ -556,3 +556,75 @@ def test_server_survives_error_storm(counted):
     responses, closed = exchange(server.port, h("Connection: close"))
     assert [r["status"] for r in responses] == [200]
     assert len(counter.calls) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Slow bodies: body_timeout (a body must bring MX_BODY_MIN_BYTES = 1 KiB per period)
+
+
+def _slow_body_server(serve, **options):
+    router = Router()
+    router.post("/", lambda request: request.respond(200, body=str(len(request.body))))
+    return serve(router, **options)
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_stalled_body_gets_408(serve, framing):
+    server = _slow_body_server(serve, body_timeout=0.4)
+    if framing == "chunked":
+        head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"
+    else:
+        head = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nab"
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        t0 = time.monotonic()
+        s.sendall(head)
+        raw, closed = read_all(s, timeout=3)
+        elapsed = time.monotonic() - t0
+    responses = split_responses(raw)
+    assert [r["status"] for r in responses] == [408] and closed
+    assert 0.3 < elapsed < 2.0
+
+
+def test_trickled_body_is_cut_off(serve):
+    """A few bytes per period never satisfy the minimum rate (slow-POST attacks)."""
+    server = _slow_body_server(serve, body_timeout=0.3)
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n")
+        got_408 = False
+        for _ in range(20):
+            try:
+                s.sendall(b"x" * 10)
+            except OSError:
+                break
+            time.sleep(0.1)
+        raw, closed = read_all(s, timeout=2)
+        got_408 = raw.startswith(b"HTTP/1.1 408 ")
+    assert got_408 and closed
+
+
+def test_steady_body_is_not_cut_off(serve):
+    """A slow but steady upload (over 1 KiB per period) completes."""
+    server = _slow_body_server(serve, body_timeout=0.3, max_body_len=100000)
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\nConnection: close\r\n\r\n")
+        for _ in range(10):
+            s.sendall(b"y" * 2000)
+            time.sleep(0.1)
+        raw, closed = read_all(s, timeout=3)
+    responses = split_responses(raw)
+    assert [r["status"] for r in responses] == [200]
+    assert responses[0]["body"] == b"20000"
+
+
+def test_body_timer_waits_for_100_continue(serve):
+    """A client waiting for 100 Continue is not slow; the timer only runs once it may send."""
+    server = _slow_body_server(serve, body_timeout=0.3)
+    with socket.create_connection((HOST, server.port), timeout=5) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n"
+                  b"Connection: close\r\n\r\n")
+        s.settimeout(2)
+        first = s.recv(100)
+        assert first.startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(b"data")
+        raw, closed = read_all(s, timeout=3)
+    assert (first + raw).count(b"HTTP/1.1 200 OK") == 1

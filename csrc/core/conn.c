@@ -140,6 +140,8 @@ static void reject(mx_conn_t *c, int status) {
 /* The whole request is in: answer it from C (404/405 without custom handlers) or dispatch. */
 static void finish_request(mx_conn_t *c, mx_req_t *r) {
     mx_server_t *s = c->server;
+    if (c->timer_kind == MX_TIMER_BODY)
+        mx__timer_set(c, MX_TIMER_NONE, 0);
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
     if (r->kind == MX_REQ_NOT_FOUND && !s->cfg.route_not_found && !s->cfg.access_log) {
@@ -278,6 +280,8 @@ static int parse_head(mx_conn_t *c) {
         finish_request(c, r);
         return 1;
     }
+    c->body_window = 0;
+    mx__timer_set(c, MX_TIMER_BODY, s->cfg.body_timeout);
     /* The client waits for 100 Continue before sending the body (RFC 9110 10.1.1); it is sent
      * when every earlier response is out (see flush), and only if the body is not here yet. */
     if (!info.expect_continue)
@@ -295,6 +299,7 @@ static int read_body_cl(mx_conn_t *c) {
     r->body_len += take;
     c->rpos += take;
     c->body_remaining -= take;
+    c->body_window += take;
     c->continue_sent = 1; /* the client sent the body anyway */
     if (c->body_remaining == 0)
         finish_request(c, r);
@@ -320,6 +325,7 @@ static int read_body_chunked(mx_conn_t *c) {
         return 1;
     }
     r->body_len += out_len;
+    c->body_window += (size_t)used;
     c->rpos += (size_t)used;
     if (r->body_len > c->body_limit) {
         reject(c, 413);
@@ -617,6 +623,21 @@ void mx__conn_stream_ready(mx_conn_t *c) { pump(c); }
 void mx__conn_on_timeout(mx_conn_t *c, int kind) {
     if (kind == MX_TIMER_HEARTBEAT || kind == MX_TIMER_WS_PING || kind == MX_TIMER_WS_CLOSE) {
         mx__stream_on_timeout(c, kind);
+        return;
+    }
+    if (kind == MX_TIMER_BODY) {
+        mx_server_t *s = c->server;
+        int receiving = c->state == MX_CONN_BODY_CL || c->state == MX_CONN_BODY_CHUNKED;
+        /* A client still waiting for 100 Continue, or paused by us, is not slow. */
+        if (receiving && c->continue_sent && !c->read_paused &&
+            c->body_window < MX_BODY_MIN_BYTES) {
+            reject(c, 408); /* too slow a body: slow-POST attacks hold connections this way */
+            pump(c);
+            return;
+        }
+        c->body_window = 0;
+        if (receiving)
+            mx__timer_set(c, MX_TIMER_BODY, s->cfg.body_timeout);
         return;
     }
     if (kind == MX_TIMER_HEAD) {

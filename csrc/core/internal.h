@@ -28,6 +28,7 @@ enum mx_timer_kind {
     MX_TIMER_IDLE,
     MX_TIMER_HEAD,
     MX_TIMER_LINGER,
+    MX_TIMER_BODY,      /* a request body that must keep arriving (body_timeout) */
     MX_TIMER_HEARTBEAT, /* an SSE stream idle for sse_heartbeat */
     MX_TIMER_WS_PING,   /* a WebSocket idle for websocket_ping_interval (or its ping unanswered) */
     MX_TIMER_WS_CLOSE,  /* our close frame is out; the peer's is due */
@@ -129,6 +130,7 @@ typedef struct mx_conn {
     size_t body_cap;
     uint64_t body_remaining;
     size_t body_limit;
+    size_t body_window; /* body bytes received since the body timer was last armed */
     mx_chunked_t chunked;
 
     /* pipeline: every request received and not yet fully answered, in order */

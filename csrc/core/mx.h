@@ -41,6 +41,9 @@ typedef struct mx_task {
     int64_t t_popped_ns;       /* when a worker took it */
 } mx_task_t;
 
+/* The least body data a client must send per body_timeout (or the rest of its body). */
+#define MX_BODY_MIN_BYTES 1024
+
 /* Server limits and switches. mx_config_defaults fills in the documented defaults. */
 typedef struct mx_config {
     int workers;            /* worker threads in the pool */
@@ -52,6 +55,7 @@ typedef struct mx_config {
     int max_connections;    /* accepting pauses beyond */
     double header_timeout;  /* seconds for a whole request head to arrive (408); <= 0: none */
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; <= 0: none */
+    double body_timeout;    /* a body must bring MX_BODY_MIN_BYTES per this many seconds (408) */
     size_t max_send_queue;  /* bytes an SSE stream or WebSocket may have queued (slow peers) */
     double sse_heartbeat;   /* seconds of silence before an SSE stream gets a comment; <= 0: none */
     size_t max_message_len; /* WebSocket message bytes (1009 beyond) */

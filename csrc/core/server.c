@@ -51,6 +51,7 @@ void mx_config_defaults(mx_config_t *c) {
     c->max_connections = 10000;
     c->header_timeout = 10.0;
     c->idle_timeout = 60.0;
+    c->body_timeout = 30.0;
     c->backlog = 1024;
     c->max_send_queue = 4 * 1024 * 1024;
     c->sse_heartbeat = 15.0;

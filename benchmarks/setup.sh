@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what benchmarks/run.py drives: wrk, nginx-light (+ echo module for the nginx
-# sleep row), libuv1 (for socketify), taskset, and the Python peers.
+# sleep row), libuv1 (for socketify), taskset, a C compiler (run.py builds wsbench.c,
+# ssebench.c and ceiling.c with cc -O2), and the Python peers.
 # Usage: bash benchmarks/setup.sh      (PYTHON=/path/to/python to pick the interpreter)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,7 +11,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends wrk nginx-light libuv1 util-linux
+$SUDO apt-get install -y --no-install-recommends wrk nginx-light libuv1 util-linux gcc libc6-dev
 # Optional: echo_sleep for the nginx row of the sleep scenario (the row shows "skipped" without it).
 $SUDO apt-get install -y --no-install-recommends libnginx-mod-http-echo \
   || echo "setup.sh: libnginx-mod-http-echo not available; nginx will skip the sleep scenario" >&2

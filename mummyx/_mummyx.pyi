@@ -6,7 +6,7 @@
 """
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union, final, overload
 
 from ._structures import Headers, QueryParams
@@ -146,6 +146,20 @@ class Request:
         headers: Iterable[tuple[str, _HeaderValue]],
         body: _Body = b"",
     ) -> None: ...
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes of the body (all the rest when ``n < 0``); ``b''`` at its end.
+
+        On a ``stream=True`` route this blocks (without the GIL) until data arrives; raises
+        ConnectionClosed when the client leaves mid-body or sent a malformed body.
+        """
+    def iter_body(self, chunk_size: int = 65536) -> Iterator[bytes]:
+        """Iterate over the (rest of the) body in chunks of at most ``chunk_size`` bytes."""
+    def save_body(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], /) -> int:
+        """Write the rest of the body to ``path`` in C without the GIL; return the bytes written.
+
+        The data goes to a temporary file in the same directory, renamed into place once
+        complete; on any failure nothing is left behind.
+        """
     def respond_sse(
         self,
         headers: Mapping[str, _HeaderValue] | Iterable[tuple[str, _HeaderValue]] | None = None,
@@ -177,7 +191,7 @@ def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
 
 # ---- internal ----
 
-_Route = tuple[str, str, Callable[..., Any], int]
+_Route = tuple[str, str, Callable[..., Any], int, bool]
 
 @final
 class Core:

@@ -40,17 +40,17 @@ class Router:
     """
 
     def __init__(self) -> None:
-        self._routes: List[Tuple[str, str, Handler, Any]] = []
+        self._routes: List[Tuple[str, str, Handler, Any, bool]] = []
         self.not_found_handler: Optional[Callable[[Any], Any]] = None
         self.method_not_allowed_handler: Optional[Callable[[Any], Any]] = None
         self.error_handler: Optional[Callable[[Any, BaseException], Any]] = None
 
     @overload
     def add_route(self, method: str, path: str, handler: None = None, *,
-                  max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+                  max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
     def add_route(self, method: str, path: str, handler: H, *,
-                  max_body_len: Optional[int] = ...) -> H: ...
+                  max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def add_route(
         self,
         method: str,
@@ -58,10 +58,13 @@ class Router:
         handler: Optional[Handler] = None,
         *,
         max_body_len: Any = _UNSET,
+        stream: bool = False,
     ) -> Any:
         """Register ``handler`` for ``method`` and ``path``; without a handler, a decorator.
 
         ``max_body_len`` overrides the server's limit for this route (``None``: no limit).
+        ``stream=True`` runs the handler as soon as the head is in; it reads the body as it
+        arrives (``request.read()``, ``iter_body()``, ``save_body()``) instead of ``request.body``.
         """
         method = _check_method(method)
         _mummyx.validate_pattern(path)
@@ -72,7 +75,7 @@ class Router:
         def register(fn: H) -> H:
             if not callable(fn):
                 raise TypeError(f"handler must be callable, not {type(fn).__name__}")
-            self._routes.append((method, path, fn, max_body_len))
+            self._routes.append((method, path, fn, max_body_len, bool(stream)))
             return fn
 
         if handler is None:
@@ -82,64 +85,64 @@ class Router:
 
     @overload
     def get(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def get(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def get(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def get(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("GET", path, handler, **kw)
 
     @overload
     def head(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def head(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def head(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def head(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("HEAD", path, handler, **kw)
 
     @overload
     def post(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def post(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def post(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def post(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("POST", path, handler, **kw)
 
     @overload
     def put(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def put(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def put(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def put(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("PUT", path, handler, **kw)
 
     @overload
     def delete(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def delete(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def delete(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def delete(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("DELETE", path, handler, **kw)
 
     @overload
     def patch(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def patch(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def patch(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def patch(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("PATCH", path, handler, **kw)
 
     @overload
     def options(self, path: str, handler: None = None, *,
-            max_body_len: Optional[int] = ...) -> Callable[[H], H]: ...
+            max_body_len: Optional[int] = ..., stream: bool = ...) -> Callable[[H], H]: ...
     @overload
-    def options(self, path: str, handler: H, *, max_body_len: Optional[int] = ...) -> H: ...
+    def options(self, path: str, handler: H, *, max_body_len: Optional[int] = ..., stream: bool = ...) -> H: ...
     def options(self, path: str, handler: Optional[Handler] = None, **kw: Any) -> Any:
         return self.add_route("OPTIONS", path, handler, **kw)
 
     @property
     def routes(self) -> List[Tuple[str, str, Handler]]:
         """The registered (method, pattern, handler) triples, in matching order."""
-        return [(m, p, h) for m, p, h, _ in self._routes]
+        return [(m, p, h) for m, p, h, _, _ in self._routes]
 
 
 # ---- callbacks the C core runs on worker threads ----
@@ -155,8 +158,11 @@ def _plain(request: Any, status: int) -> None:
 
 def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
     def on_error(request: Any, exc: BaseException) -> None:
-        if isinstance(exc, _mummyx.HandshakeRefused) and request.responded:
+        if isinstance(exc, (_mummyx.HandshakeRefused, _mummyx.ConnectionClosed)) and (
+                request.responded or isinstance(exc, _mummyx.ConnectionClosed)):
+            # the client's doing (a bad handshake, a vanished or malformed upload), not a bug
             logger.info("%s %s: %s", request.method, request.uri, exc)
+            _plain(request, 500)
             return
         logger.error("handler for %s %s raised", request.method, request.uri,
                      exc_info=(type(exc), exc, exc.__traceback__))
@@ -278,8 +284,8 @@ class Server:
         routes = None
         if router is not None:
             routes = [
-                (m, p, h, max_body_len if mb is _UNSET else (-1 if mb is None else mb))
-                for m, p, h, mb in router._routes
+                (m, p, h, max_body_len if mb is _UNSET else (-1 if mb is None else mb), st)
+                for m, p, h, mb, st in router._routes
             ]
         self._core = _mummyx.Core(
             routes,

@@ -53,6 +53,8 @@ void mx__conn_free(mx_conn_t *c) {
     while (r) {
         if (r->resp_ready && r->stream)
             mx__stream_detach(r->stream); /* a stream whose head never went out */
+        if (r->chan)
+            mx__body_end(r->chan, MX_ECLOSED); /* a reader waiting for body bytes wakes up */
         mx_req_t *next = r->next_in_conn;
         r->conn = NULL; /* workers' responses for it will be dropped */
         r->next_in_conn = NULL;
@@ -102,6 +104,13 @@ static void update_read_interest(mx_conn_t *c) {
     mx__conn_set_events(c, ev);
 }
 
+/* A streamed body's buffer is full: stop reading until its reader makes room (STYLE rule 7). */
+static void pause_for_body(mx_conn_t *c) {
+    c->body_paused = 1;
+    c->read_paused = 1;
+    update_read_interest(c);
+}
+
 /*
  * Ends the current parse with an error response and closes the connection after it: bad
  * input is answered, never silently dropped (Mummy's gap), and never parsed further.
@@ -117,8 +126,21 @@ static void reject(mx_conn_t *c, int status) {
         pipe_append(c, r);
     }
     c->cur = NULL;
-    if (r->dispatched) { /* cannot happen: cur is never dispatched; guard anyway */
-        mx__conn_close(c);
+    if (r->dispatched) {
+        /* A streamed body went wrong while its handler runs: the reader gets an error, and the
+         * client gets the error response unless the handler answered first. Either way the
+         * connection closes after the pipeline drains; nothing after this is parsed. */
+        if (r->chan)
+            mx__body_end(r->chan, MX_EINVAL);
+        static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                              {"Connection", 10, "close", 5}};
+        const char *reason = mx_status_reason(status);
+        int bad;
+        mx_req_respond(r, status, h, 2, reason, strlen(reason), &bad);
+        c->state = MX_CONN_DRAIN;
+        c->no_more_requests = 1;
+        c->rpos = c->rlen = 0;
+        mx__timer_set(c, MX_TIMER_NONE, 0);
         return;
     }
     if (mx__build_simple(r, status, NULL, NULL, 1) != 0) {
@@ -158,6 +180,20 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
     r->dispatched = 1;
     mx_req_incref(r); /* the pool's reference */
     mx__pool_push(s, &r->super);
+}
+
+/* The last byte of a streamed body is in: the handler already runs; the connection moves on. */
+static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
+    if (c->timer_kind == MX_TIMER_BODY)
+        mx__timer_set(c, MX_TIMER_NONE, 0);
+    mx__body_end(r->chan, 0);
+    c->cur = NULL;
+    c->state = MX_CONN_HEAD;
+}
+
+static int route_streams(mx_server_t *s, const mx_req_t *r) {
+    return r->kind == MX_REQ_ROUTE && s->route_stream && r->route_id >= 0 &&
+           (size_t)r->route_id < s->n_route_stream && s->route_stream[r->route_id];
 }
 
 static size_t body_limit_for(mx_server_t *s, mx_req_t *r) {
@@ -261,24 +297,41 @@ static int parse_head(mx_conn_t *c) {
     c->body_limit = body_limit_for(s, r);
     c->body_cap = 0;
     c->continue_sent = 0;
+    int streamed = route_streams(s, r);
+    if (info.content_length > 0 && !info.chunked &&
+        (uint64_t)info.content_length > c->body_limit) {
+        reject(c, 413);
+        return 1;
+    }
+    if (streamed) {
+        r->chan = mx__body_chan_new();
+        if (!r->chan) {
+            reject(c, 503);
+            return 1;
+        }
+    }
     if (info.chunked) {
         memset(&c->chunked, 0, sizeof(c->chunked));
         c->chunked.limit = c->body_limit == SIZE_MAX ? 0 : c->body_limit;
         c->state = MX_CONN_BODY_CHUNKED;
     } else if (info.content_length > 0) {
-        if ((uint64_t)info.content_length > c->body_limit) {
-            reject(c, 413);
-            return 1;
-        }
         c->body_remaining = (uint64_t)info.content_length;
-        if (grow_body(c, (size_t)info.content_length) != 0) {
+        if (!streamed && grow_body(c, (size_t)info.content_length) != 0) {
             reject(c, 413);
             return 1;
         }
         c->state = MX_CONN_BODY_CL;
     } else {
+        if (streamed)
+            mx__body_end(r->chan, 0);
         finish_request(c, r);
         return 1;
+    }
+    if (streamed) {
+        /* The handler runs now and pulls the body as it arrives (body.c). */
+        r->dispatched = 1;
+        mx_req_incref(r);
+        mx__pool_push(s, &r->super);
     }
     c->body_window = 0;
     mx__timer_set(c, MX_TIMER_BODY, s->cfg.body_timeout);
@@ -295,14 +348,30 @@ static int read_body_cl(mx_conn_t *c) {
     if (avail == 0)
         return 0;
     size_t take = avail < c->body_remaining ? avail : (size_t)c->body_remaining;
-    memcpy(r->body + r->body_len, c->rbuf + c->rpos, take);
-    r->body_len += take;
+    if (r->chan) {
+        if (c->body_paused)
+            return 0; /* the handler has not caught up yet */
+        int full = mx__body_push(r->chan, c->rbuf + c->rpos, take);
+        if (full < 0) {
+            mx__conn_close(c);
+            return 0;
+        }
+        if (full)
+            pause_for_body(c);
+    } else {
+        memcpy(r->body + r->body_len, c->rbuf + c->rpos, take);
+        r->body_len += take;
+    }
     c->rpos += take;
     c->body_remaining -= take;
     c->body_window += take;
     c->continue_sent = 1; /* the client sent the body anyway */
-    if (c->body_remaining == 0)
-        finish_request(c, r);
+    if (c->body_remaining == 0) {
+        if (r->chan)
+            finish_streamed(c, r);
+        else
+            finish_request(c, r);
+    }
     return 1;
 }
 
@@ -312,6 +381,31 @@ static int read_body_chunked(mx_conn_t *c) {
     if (avail == 0)
         return 0;
     c->continue_sent = 1;
+    if (r->chan) {
+        if (c->body_paused)
+            return 0;
+        /* decode in place, then hand the payload to the reader */
+        size_t out_len = 0;
+        int done = 0;
+        char *at = c->rbuf + c->rpos;
+        ssize_t used = mx_chunked_decode(&c->chunked, at, avail, at, &out_len, &done);
+        if (used < 0) {
+            reject(c, used == MX_HTTP1_TOO_LARGE ? 413 : 400);
+            return 1;
+        }
+        c->rpos += (size_t)used;
+        c->body_window += (size_t)used;
+        int full = out_len ? mx__body_push(r->chan, at, out_len) : 0;
+        if (full < 0) {
+            mx__conn_close(c);
+            return 0;
+        }
+        if (full)
+            pause_for_body(c);
+        if (done)
+            finish_streamed(c, r);
+        return used > 0 || done;
+    }
     if (grow_body(c, r->body_len + avail) != 0) {
         reject(c, 413);
         return 1;
@@ -391,6 +485,13 @@ void mx__conn_start_linger(mx_conn_t *c) {
     mx__timer_set(c, MX_TIMER_LINGER, LINGER_SECONDS);
 }
 
+static int body_wants_continue(mx_body_chan_t *ch) {
+    pthread_mutex_lock(&ch->mu);
+    int want = ch->want_continue;
+    pthread_mutex_unlock(&ch->mu);
+    return want;
+}
+
 /* Takes the pipeline's head out after its response is written. Returns 1 when the connection
  * must close after it. */
 static int pop_head(mx_conn_t *c) {
@@ -434,10 +535,11 @@ again:
             iov[n].iov_len = r->resp_len - r->resp_off;
             total += iov[n].iov_len;
             n++;
-            if (r->resp_close || r->stream)
+            if (r->resp_close || r->stream || r == c->cur)
                 break; /* nothing is written after these until they are done */
         }
-        if (n == 0 && c->cur && c->pipe_head == c->cur && !c->continue_sent) {
+        if (n == 0 && c->cur && c->pipe_head == c->cur && !c->continue_sent &&
+            (!c->cur->chan || body_wants_continue(c->cur->chan))) {
             /* Only the request waiting for its body is left: now 100 Continue can go out. */
             iov[0].iov_base = (void *)continue_line;
             iov[0].iov_len = sizeof(continue_line) - 1;
@@ -486,6 +588,17 @@ again:
             if (r->stream)
                 mx__stream_detach(r->stream); /* HEAD: the head was all there was to send */
             freed = 1;
+            if (r == c->cur) {
+                /* Answered before its body was all in: the rest is never parsed as a request
+                 * (RFC 9112 9.3); the connection closes after a lingering read. */
+                mx__body_end(r->chan, MX_ECLOSED);
+                c->cur = NULL;
+                c->state = MX_CONN_DRAIN;
+                c->no_more_requests = 1;
+                pop_head(c);
+                mx__conn_start_linger(c);
+                return freed;
+            }
             if (pop_head(c)) {
                 mx__conn_start_linger(c);
                 return freed;
@@ -519,7 +632,8 @@ static void pump(mx_conn_t *c) {
         int freed = flush(c);
         if (c->closing || c->lingering)
             return;
-        if (c->read_paused && c->inflight < s->cfg.max_pipeline && !c->no_more_requests) {
+        if (c->read_paused && c->inflight < s->cfg.max_pipeline && !c->no_more_requests &&
+            !c->body_paused) {
             c->read_paused = 0;
             update_read_interest(c);
             continue; /* buffered requests may be waiting */
@@ -585,7 +699,10 @@ void mx__conn_on_readable(mx_conn_t *c) {
         /* The client finished sending. Answer the complete requests it already made (it may
          * still be reading: a half-close), drop an incomplete one, then close. */
         c->no_more_requests = 1;
-        if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
+        if (c->cur && c->cur->chan) {
+            mx__body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
+            c->cur = NULL;
+        } else if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
             drop_tail(c);
         }
         c->rpos = c->rlen = 0;
@@ -619,6 +736,24 @@ void mx__conn_on_writable(mx_conn_t *c) { pump(c); }
 void mx__conn_response_ready(mx_conn_t *c) { pump(c); }
 
 void mx__conn_stream_ready(mx_conn_t *c) { pump(c); }
+
+/* A streamed body's reader made room, or wants 100 Continue. */
+void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
+    if (r != c->cur || !r->chan)
+        return;
+    pthread_mutex_lock(&r->chan->mu);
+    int resume = r->chan->want_resume;
+    r->chan->want_resume = 0;
+    pthread_mutex_unlock(&r->chan->mu);
+    if (resume && c->body_paused) {
+        c->body_paused = 0;
+        if (c->inflight < c->server->cfg.max_pipeline || c->state != MX_CONN_HEAD) {
+            c->read_paused = 0;
+            update_read_interest(c);
+        }
+    }
+    pump(c);
+}
 
 void mx__conn_on_timeout(mx_conn_t *c, int kind) {
     if (kind == MX_TIMER_HEARTBEAT || kind == MX_TIMER_WS_PING || kind == MX_TIMER_WS_CLOSE) {

@@ -53,6 +53,27 @@ struct mx_ws_reader;
 struct mx_ws_deflater;
 
 /*
+ * The body of a request on a streamed route, between the I/O thread (writer) and the handler's
+ * thread (reader). Bounded: the I/O thread stops reading the socket above MX_BODY_HIGH buffered
+ * bytes, and the reader asks it to resume below MX_BODY_LOW. Lock order: mu is a leaf, but for
+ * the server's out_mu taken by mx__req_notify after mu is released.
+ */
+#define MX_BODY_HIGH (1u << 20)
+#define MX_BODY_LOW (256u << 10)
+typedef struct mx_body_chan {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *buf;
+    size_t cap, off, len; /* unread bytes are buf[off..len) */
+    int done;             /* the whole body is in buf */
+    int err;              /* 0, MX_ECLOSED (client gone / cut) or MX_EINVAL (bad body) */
+    int io_paused;        /* the I/O thread stopped reading for room (under mu) */
+    int want_resume;      /* the reader made room: the I/O thread may read again */
+    int want_continue;    /* the reader wants the body: send 100 Continue */
+    int read_started;
+} mx_body_chan_t;
+
+/*
  * A stream (SSE or WebSocket). Lock order: send_mu, then mu, then the server's out_mu/pool_mu.
  * Never call out of the core while holding either.
  */
@@ -117,7 +138,8 @@ typedef struct mx_conn {
     unsigned is_unix : 1;
     unsigned hold_input : 1; /* a possible upgrade or an active stream: parse no further requests */
     unsigned stream_shut : 1; /* the server is stopping and told the stream so */
-    unsigned empty_lines : 2; /* empty lines skipped before the next request-line (at most 2) */
+    unsigned empty_lines : 2;
+    unsigned body_paused : 1; /* reading paused: a streamed body's buffer is full */ /* empty lines skipped before the next request-line (at most 2) */
     uint32_t ep_events;
     mx_stream_t *stream; /* the active stream (its request is the pipeline's head) */ /* what epoll watches now */
 
@@ -156,6 +178,8 @@ struct mx_server {
     mx_router_t *router;
     size_t *route_max_body;
     size_t n_route_max_body;
+    unsigned char *route_stream;
+    size_t n_route_stream;
     mx_hooks_t hooks;
 
     /* listening */
@@ -185,6 +209,7 @@ struct mx_server {
     pthread_mutex_t out_mu;
     mx_req_t *out_head, *out_tail;
     mx_stream_t *notify_head, *notify_tail;
+    mx_req_t *rnotify_head, *rnotify_tail; /* requests whose body reader has news */
     uint64_t next_stream_id; /* under out_mu */
     atomic_int wake_pending;
 
@@ -227,6 +252,14 @@ void mx__conn_response_ready(mx_conn_t *c);
 void mx__conn_on_timeout(mx_conn_t *c, int kind);
 void mx__conn_stream_ready(mx_conn_t *c);
 void mx__conn_start_linger(mx_conn_t *c);
+
+/* body.c */
+mx_body_chan_t *mx__body_chan_new(void);
+void mx__body_chan_free(mx_body_chan_t *ch);
+int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n); /* 1: now full; <0 ENOMEM */
+void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
+void mx__req_notify(mx_req_t *r);              /* any thread */
+void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 
 /* stream.c */
 mx_stream_t *mx__stream_new(mx_server_t *s, int kind);

@@ -139,6 +139,10 @@ struct mx_req {
     unsigned char resp_close; /* close the connection after this response */
     unsigned char dispatched;
     mx_stream_t *stream; /* an SSE stream or WebSocket that follows the response head (owned) */
+    struct mx_body_chan *chan; /* streamed body (a stream=True route); NULL when buffered */
+    size_t read_pos;           /* mx_req_read's position in a buffered body */
+    struct mx_req *next_notify; /* server's request-notify list (out mutex) */
+    unsigned char notify_pending;
 };
 
 /* Fills c with the defaults. Any thread. */
@@ -185,6 +189,28 @@ mx_task_t *mx_pool_trypop(mx_server_t *s);
 /* A worker finished running t (a handler returned, or a WebSocket's events were delivered):
  * drops the pool's reference. Worker. */
 void mx_task_done(mx_server_t *s, mx_task_t *t);
+
+/* Marks routes whose handlers run as soon as the head is in and read the body as it arrives
+ * (flags[route_id] != 0). Copied. Before start. Returns 0 or MX_ENOMEM. */
+int mx_server_set_route_stream(mx_server_t *s, const unsigned char *flags, size_t n);
+
+/*
+ * Reading a request body. On a streamed route this blocks until data arrives (call it without
+ * the GIL); on other routes it reads the buffered body. Returns the bytes copied (> 0), 0 at the
+ * end of the body, MX_ECLOSED when the client went away or the connection was cut, or
+ * MX_EINVAL when the body was malformed or too large (the client was already answered 400/413).
+ * The first read on a streamed route sends 100 Continue if the client asked for it. Worker (or
+ * any thread holding a reference to r), one reader at a time.
+ */
+ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n);
+/* 1 when r's body is streamed (read with mx_req_read, r->body stays empty). */
+int mx_req_streamed(const mx_req_t *r);
+/*
+ * Writes the rest of the body to path: into a temporary file in the same directory, renamed
+ * into place once complete; on any failure the temporary file is removed and nothing is left.
+ * Returns 0 with *written set, a mx_req_read error, or MX_ESYS with errno set. No GIL needed.
+ */
+int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
 
 /* Reference counting; any thread. The last decref frees the request. */
 void mx_req_incref(mx_req_t *r);

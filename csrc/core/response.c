@@ -105,6 +105,7 @@ void mx_req_decref(mx_req_t *r) {
         free(r->resp);
         if (r->stream)
             mx_stream_decref(r->stream);
+        mx__body_chan_free(r->chan);
         free(r);
     }
 }

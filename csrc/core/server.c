@@ -211,6 +211,18 @@ int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t er
 
 int mx_server_port(const mx_server_t *s) { return s->port; }
 
+int mx_server_set_route_stream(mx_server_t *s, const unsigned char *flags, size_t n) {
+    unsigned char *copy = n ? malloc(n) : NULL;
+    if (n && !copy)
+        return MX_ENOMEM;
+    if (n)
+        memcpy(copy, flags, n);
+    free(s->route_stream);
+    s->route_stream = copy;
+    s->n_route_stream = n;
+    return 0;
+}
+
 /* ---- timers ---- */
 
 static void timer_unlink(mx_conn_t *c) {
@@ -397,6 +409,30 @@ void mx__post_response(mx_server_t *s, mx_req_t *r) {
     }
 }
 
+/* Any thread: a streamed body's reader has news for the I/O thread (room, or 100 Continue). */
+void mx__req_notify(mx_req_t *r) {
+    mx_server_t *s = r->server;
+    pthread_mutex_lock(&s->out_mu);
+    int was_empty = 0;
+    if (!r->notify_pending) {
+        r->notify_pending = 1;
+        mx_req_incref(r);
+        was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
+        r->next_notify = NULL;
+        if (s->rnotify_tail)
+            s->rnotify_tail->next_notify = r;
+        else
+            s->rnotify_head = r;
+        s->rnotify_tail = r;
+    }
+    pthread_mutex_unlock(&s->out_mu);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(s->wake_fd, &one, sizeof(one));
+        MX_UNUSED(w);
+    }
+}
+
 /* Any thread: the stream has news for the I/O thread (data, its end, room to read again). */
 void mx__stream_notify(mx_stream_t *st) {
     mx_server_t *s = st->server;
@@ -405,7 +441,7 @@ void mx__stream_notify(mx_stream_t *st) {
     if (!st->notify_pending) {
         st->notify_pending = 1;
         mx_stream_incref(st);
-        was_empty = s->out_head == NULL && s->notify_head == NULL;
+        was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
         st->next_notify = NULL;
         if (s->notify_tail)
             s->notify_tail->next_notify = st;
@@ -432,7 +468,19 @@ static void drain_responses(mx_server_t *s) {
     s->notify_head = s->notify_tail = NULL;
     for (mx_stream_t *x = st; x; x = x->next_notify)
         x->notify_pending = 0;
+    mx_req_t *rn = s->rnotify_head;
+    s->rnotify_head = s->rnotify_tail = NULL;
+    for (mx_req_t *x = rn; x; x = x->next_notify)
+        x->notify_pending = 0;
     pthread_mutex_unlock(&s->out_mu);
+    while (rn) {
+        mx_req_t *next = rn->next_notify;
+        mx_conn_t *c = rn->conn;
+        if (c && !c->closing)
+            mx__conn_req_notify(c, rn);
+        mx_req_decref(rn);
+        rn = next;
+    }
     while (r) {
         mx_req_t *next = r->next_out;
         r->next_out = NULL;
@@ -648,6 +696,11 @@ void mx_server_free(mx_server_t *s) {
         mx_req_decref(r);
         r = next;
     }
+    for (mx_req_t *x = s->rnotify_head; x;) {
+        mx_req_t *next = x->next_notify;
+        mx_req_decref(x);
+        x = next;
+    }
     mx_stream_t *st = s->notify_head;
     while (st) {
         mx_stream_t *next = st->next_notify;
@@ -660,6 +713,7 @@ void mx_server_free(mx_server_t *s) {
     close(s->wake_fd);
     mx_router_free(s->router);
     free(s->route_max_body);
+    free(s->route_stream);
     pthread_mutex_destroy(&s->out_mu);
     pthread_mutex_destroy(&s->pool_mu);
     pthread_cond_destroy(&s->pool_cv);

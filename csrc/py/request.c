@@ -168,6 +168,12 @@ static PyObject *get_headers(MxRequestObject *self, void *c) {
 
 static PyObject *get_body(MxRequestObject *self, void *c) {
     (void)c;
+    if (mx_req_streamed(self->req)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this route streams its body (stream=True): use request.read(), "
+                        "iter_body() or save_body()");
+        return NULL;
+    }
     if (!self->body)
         self->body = PyBytes_FromStringAndSize(self->req->body ? self->req->body : "",
                                                (Py_ssize_t)self->req->body_len);
@@ -429,6 +435,127 @@ done:
     return result;
 }
 
+/* Maps an error of mx_req_read/mx_req_save_body to an exception. */
+static PyObject *body_error(MxRequestObject *self, int rc) {
+    if (rc == MX_ECLOSED)
+        PyErr_SetString(self->core->connection_closed,
+                        "the client closed the connection before sending the whole body");
+    else if (rc == MX_EINVAL)
+        PyErr_SetString(self->core->connection_closed,
+                        "the request body was malformed or too large; the client was answered");
+    else if (rc == MX_ESYS)
+        PyErr_SetFromErrno(PyExc_OSError);
+    else
+        pymx_raise_core_error(rc, "cannot read the body");
+    return NULL;
+}
+
+/* read(n=-1) -> bytes: up to n bytes of the body (all the rest when n < 0); b"" at the end. */
+static PyObject *request_read(MxRequestObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"n", NULL};
+    Py_ssize_t n = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:read", kwlist, &n))
+        return NULL;
+    mx_req_t *r = self->req;
+    if (n == 0)
+        return PyBytes_FromStringAndSize("", 0);
+    if (n > 0) {
+        PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+        if (!out)
+            return NULL;
+        ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = mx_req_read(r, PyBytes_AS_STRING(out), (size_t)n);
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            Py_DECREF(out);
+            return body_error(self, (int)got);
+        }
+        if (got < n && _PyBytes_Resize(&out, (Py_ssize_t)got) < 0)
+            return NULL;
+        return out;
+    }
+    /* everything: grow a buffer (the route's max_body_len bounds it) */
+    size_t cap = 65536, len = 0;
+    char *buf = PyMem_Malloc(cap);
+    if (!buf)
+        return PyErr_NoMemory();
+    for (;;) {
+        if (len == cap) {
+            char *nb = PyMem_Realloc(buf, cap * 2);
+            if (!nb) {
+                PyMem_Free(buf);
+                return PyErr_NoMemory();
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t got;
+        Py_BEGIN_ALLOW_THREADS
+        got = mx_req_read(r, buf + len, cap - len);
+        Py_END_ALLOW_THREADS
+        if (got < 0) {
+            PyMem_Free(buf);
+            return body_error(self, (int)got);
+        }
+        if (got == 0)
+            break;
+        len += (size_t)got;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(buf, (Py_ssize_t)len);
+    PyMem_Free(buf);
+    return out;
+}
+
+/* iter_body(chunk_size=65536): an iterator of body chunks (bytes), ending at the body's end. */
+static PyObject *request_iter_body(MxRequestObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"chunk_size", NULL};
+    Py_ssize_t size = 65536;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|n:iter_body", kwlist, &size))
+        return NULL;
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "chunk_size must be positive");
+        return NULL;
+    }
+    PyObject *read = PyObject_GetAttrString((PyObject *)self, "read");
+    PyObject *functools = read ? PyImport_ImportModule("functools") : NULL;
+    PyObject *partial = functools ? PyObject_GetAttrString(functools, "partial") : NULL;
+    PyObject *n = partial ? PyLong_FromSsize_t(size) : NULL;
+    PyObject *fn = n ? PyObject_CallFunctionObjArgs(partial, read, n, NULL) : NULL;
+    PyObject *empty = fn ? PyBytes_FromStringAndSize("", 0) : NULL;
+    PyObject *it = empty ? PyCallIter_New(fn, empty) : NULL;
+    Py_XDECREF(read);
+    Py_XDECREF(functools);
+    Py_XDECREF(partial);
+    Py_XDECREF(n);
+    Py_XDECREF(fn);
+    Py_XDECREF(empty);
+    return it;
+}
+
+/* save_body(path) -> int: writes the rest of the body to path (atomically), in C, no GIL. */
+static PyObject *request_save_body(MxRequestObject *self, PyObject *arg) {
+    PyObject *bytes;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    uint64_t written = 0;
+    int rc;
+    mx_req_t *r = self->req;
+    const char *path = PyBytes_AS_STRING(bytes);
+    Py_BEGIN_ALLOW_THREADS
+    rc = mx_req_save_body(r, path, &written);
+    Py_END_ALLOW_THREADS
+    if (rc == MX_ESYS) {
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+        Py_DECREF(bytes);
+        return NULL;
+    }
+    Py_DECREF(bytes);
+    if (rc != 0)
+        return body_error(self, rc);
+    return PyLong_FromUnsignedLongLong(written);
+}
+
 /* respond_sse(headers=None) -> SSEStream */
 static PyObject *request_respond_sse(MxRequestObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"headers", NULL};
@@ -652,6 +779,14 @@ static PyObject *request_repr(MxRequestObject *self) {
 }
 
 static PyMethodDef request_methods[] = {
+    {"read", (PyCFunction)(void (*)(void))request_read, METH_VARARGS | METH_KEYWORDS,
+     "read($self, n=-1)\n--\n\nUp to n bytes of the body (the rest when n < 0); b'' at its end. "
+     "Blocks without the GIL on a streamed route."},
+    {"iter_body", (PyCFunction)(void (*)(void))request_iter_body, METH_VARARGS | METH_KEYWORDS,
+     "iter_body($self, chunk_size=65536)\n--\n\nIterate over the body in chunks."},
+    {"save_body", (PyCFunction)request_save_body, METH_O,
+     "save_body($self, path, /)\n--\n\nWrite the rest of the body to path (a temporary file "
+     "renamed into place when complete; nothing is left on failure); return the bytes written."},
     {"respond_sse", (PyCFunction)(void (*)(void))request_respond_sse, METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
      "SSEStream."},

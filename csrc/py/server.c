@@ -207,6 +207,7 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
 
     mx_router_t *router = NULL;
     size_t *max_bodies = NULL;
+    unsigned char *streams = NULL;
     Py_ssize_t n = 0;
     if (routes != Py_None) {
         PyObject *seq = PySequence_Fast(routes, "routes must be a sequence");
@@ -215,8 +216,9 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         n = PySequence_Fast_GET_SIZE(seq);
         self->routes = PyMem_Calloc((size_t)(n ? n : 1), sizeof(pymx_route_t));
         max_bodies = PyMem_Calloc((size_t)(n ? n : 1), sizeof(size_t));
+        streams = PyMem_Calloc((size_t)(n ? n : 1), 1);
         router = mx_router_new();
-        if (!self->routes || !max_bodies || !router) {
+        if (!self->routes || !max_bodies || !streams || !router) {
             Py_DECREF(seq);
             PyErr_NoMemory();
             goto error;
@@ -226,8 +228,10 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
             const char *method, *pattern;
             Py_ssize_t mlen, plen, route_max;
             PyObject *h;
-            if (!PyArg_ParseTuple(item, "s#s#On;route must be (method, pattern, handler, max_body)",
-                                  &method, &mlen, &pattern, &plen, &h, &route_max)) {
+            int stream = 0;
+            if (!PyArg_ParseTuple(item,
+                                  "s#s#On|p;route must be (method, pattern, handler, max_body, stream)",
+                                  &method, &mlen, &pattern, &plen, &h, &route_max, &stream)) {
                 Py_DECREF(seq);
                 goto error;
             }
@@ -243,6 +247,7 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
             self->routes[i].handler = h;
             self->nroutes = i + 1;
             max_bodies[i] = route_max < 0 ? SIZE_MAX : (size_t)route_max;
+            streams[i] = (unsigned char)stream;
         }
         Py_DECREF(seq);
     } else if (!self->handler) {
@@ -254,14 +259,17 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     self->server = mx_server_new(&cfg, router, max_bodies, (size_t)n, &hooks);
     router = NULL; /* owned by the server now, even on failure */
     PyMem_Free(max_bodies);
-    if (!self->server) {
+    if (!self->server || (n && mx_server_set_route_stream(self->server, streams, (size_t)n) != 0)) {
+        PyMem_Free(streams);
         PyErr_NoMemory();
         return -1;
     }
+    PyMem_Free(streams);
     return 0;
 error:
     mx_router_free(router);
     PyMem_Free(max_bodies);
+    PyMem_Free(streams);
     return -1;
 }
 

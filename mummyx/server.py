@@ -191,6 +191,9 @@ def _respond_value(request: Any, value: Any) -> None:
 
 
 def _on_ws_error(websocket: Any, exc: BaseException) -> None:
+    if isinstance(exc, _mummyx.ConnectionClosed):
+        logger.warning("websocket %s from %s: %s", websocket.id, websocket.remote_addr, exc)
+        return
     logger.error("websocket handler raised (connection %s from %s)", websocket.id,
                  websocket.remote_addr, exc_info=(type(exc), exc, exc.__traceback__))
 

@@ -1037,8 +1037,6 @@ def test_handshake_pipelined_behind_a_slow_request(serve):
     assert rest.endswith(b"\r\n\r\n\x81\x0eGET / HTTP/1.1")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when the client resets the connection before the "
-                   "101 is written, the handler gets ERROR and CLOSE without an OPEN first")
 def test_no_close_without_open_when_the_client_leaves_early(serve):
     upgraded: List[WebSocket] = []
     router = Router()
@@ -1507,10 +1505,6 @@ def test_slow_reader_send_raises_connection_closed(serve):
             sock.send("more")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a WebSocket client that stops reading is not "
-                   "closed: after max_send_queue overflows, send() raises ConnectionClosed but "
-                   "the connection stays open (no CLOSE event, no close frame, no TCP close, "
-                   "nothing logged) until the client itself goes away")
 def test_slow_reader_is_closed_with_1008_and_logged(serve, caplog):
     results: List[Any] = []
 
@@ -1539,10 +1533,6 @@ def test_slow_reader_is_closed_with_1008_and_logged(serve, caplog):
 # Inbound flow control
 # ================================================================================================
 
-@pytest.mark.xfail(strict=True, reason="BUG: reading a WebSocket never pauses while its handler "
-                   "is busy: mx__ws_on_input sets c->read_paused above IN_HIGH, but pump() in "
-                   "conn.c clears it again at once (inflight 1 < max_pipeline), so a fast client "
-                   "makes the server buffer without bound")
 def test_reading_pauses_while_the_handler_is_busy(serve):
     """A client sending faster than its handler consumes must be slowed down (by TCP), not
     buffered without end: while the handler is blocked, the sender must block too."""

@@ -106,6 +106,7 @@ struct mx_stream {
     int scheduled;      /* a delivery task is queued or running */
     int reader_waiting; /* the I/O thread paused reading until the inbound queue drains */
     int close_queued;   /* the CLOSE event is queued: nothing may follow it */
+    int opened;         /* the OPEN event is queued */
 
     /* ---- I/O thread only ---- */
     struct mx_conn *conn; /* NULL until the response head is out, and after the connection */
@@ -211,6 +212,7 @@ struct mx_server {
     mx_stream_t *notify_head, *notify_tail;
     mx_req_t *rnotify_head, *rnotify_tail; /* requests whose body reader has news */
     uint64_t next_stream_id; /* under out_mu */
+    int io_done; /* under out_mu: the I/O thread has ended; nothing posted will be written */
     atomic_int wake_pending;
 
     /* the pool: I/O thread -> workers. Lock order: pool_mu is a leaf. */

@@ -469,6 +469,7 @@ int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, i
         {"Cache-Control", 13, "no-store", 8},
         {"X-Accel-Buffering", 17, "no", 2},
     };
+    static const char *const lower[] = {"content-type", "cache-control", "x-accel-buffering"};
     *out = NULL;
     *bad_header = -1;
     if (atomic_load(&r->responded))
@@ -480,7 +481,7 @@ int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, i
     for (size_t d = 0; d < 3; d++) { /* the caller's headers replace the defaults */
         int overridden = 0;
         for (size_t i = 0; i < n && !overridden; i++)
-            overridden = mx_http1_name_eq(headers[i].name, headers[i].name_len, defaults[d].name,
+            overridden = mx_http1_name_eq(headers[i].name, headers[i].name_len, lower[d],
                                           defaults[d].name_len);
         if (!overridden)
             all[k++] = defaults[d];

@@ -394,6 +394,13 @@ static void on_accept(mx_server_t *s) {
 /* Any thread. Hands one reference to r to the I/O thread. */
 void mx__post_response(mx_server_t *s, mx_req_t *r) {
     pthread_mutex_lock(&s->out_mu);
+    if (s->io_done) { /* nobody will write it: the client is gone with the server */
+        pthread_mutex_unlock(&s->out_mu);
+        if (r->stream)
+            mx__stream_detach(r->stream);
+        mx_req_decref(r);
+        return;
+    }
     int was_empty = s->out_head == NULL;
     r->next_out = NULL;
     if (s->out_tail)
@@ -414,7 +421,7 @@ void mx__req_notify(mx_req_t *r) {
     mx_server_t *s = r->server;
     pthread_mutex_lock(&s->out_mu);
     int was_empty = 0;
-    if (!r->notify_pending) {
+    if (!r->notify_pending && !s->io_done) {
         r->notify_pending = 1;
         mx_req_incref(r);
         was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
@@ -438,7 +445,7 @@ void mx__stream_notify(mx_stream_t *st) {
     mx_server_t *s = st->server;
     pthread_mutex_lock(&s->out_mu);
     int was_empty = 0;
-    if (!st->notify_pending) {
+    if (!st->notify_pending && !s->io_done) {
         st->notify_pending = 1;
         mx_stream_incref(st);
         was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
@@ -584,6 +591,13 @@ static void *io_main(void *arg) {
     for (mx_conn_t *c = s->conns; c; c = c->next)
         mx__conn_close(c);
     free_closing(s);
+    /* Whatever was posted meanwhile is dropped (streams marked closed), and later posts are
+     * refused at once: no stream may wait for a loop that is gone. */
+    drain_responses(s);
+    pthread_mutex_lock(&s->out_mu);
+    s->io_done = 1;
+    pthread_mutex_unlock(&s->out_mu);
+    drain_responses(s);
     pthread_mutex_lock(&s->life_mu);
     s->stopped = 1;
     pthread_cond_broadcast(&s->life_cv);

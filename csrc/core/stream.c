@@ -233,7 +233,9 @@ void mx__stream_attach(mx_conn_t *c, mx_stream_t *st) {
     if (st->kind == MX_STREAM_WS) {
         mx__ws_on_attach(c, st);
     } else {
-        c->read_paused = 0; /* keep reading: a closed connection must be noticed at once */
+        /* keep reading: a closed connection must be noticed at once */
+        c->read_paused = 0;
+        mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
         mx__timer_set(c, MX_TIMER_HEARTBEAT, s->cfg.sse_heartbeat);
     }
 }
@@ -312,6 +314,8 @@ int mx__stream_flush(mx_conn_t *c) {
     if (st->kind == MX_STREAM_WS)
         return mx__ws_after_write(c, st, close_written);
     if (end_written) {
+        if (c->timer_kind == MX_TIMER_HEARTBEAT)
+            mx__timer_set(c, MX_TIMER_NONE, 0);
         mx__stream_detach(st);
         if (!st->chunked) {
             mx__conn_close(c); /* HTTP/1.0: the end of the body is the end of the connection */
@@ -343,6 +347,14 @@ void mx__stream_detach(mx_stream_t *st) {
     st->q_head = st->q_tail = st->w_head = st->w_tail = NULL;
     st->queued = 0;
     if (st->kind == MX_STREAM_WS) {
+        if (!st->opened) { /* gone before the 101 went out: still OPEN first, CLOSE last */
+            mx_ws_msg_t *e = calloc(1, sizeof(*e));
+            if (e) {
+                e->event = MX_WS_EVENT_OPEN;
+                mx__ws_push_event_locked(st, e);
+            }
+            st->opened = 1;
+        }
         if (!st->close_received) {
             if (!st->close_code)
                 st->close_code = st->slow ? 1008 : 1006;
@@ -377,12 +389,13 @@ void mx__stream_on_notify(mx_stream_t *st) {
     int slow = st->slow, resume = st->want_resume;
     st->want_resume = 0;
     pthread_mutex_unlock(&st->mu);
-    if (slow && st->kind == MX_STREAM_SSE) {
+    if (slow) {
         mx__conn_close(c); /* a reader that stopped reading: drop it, never buffer without end */
         return;
     }
     if (resume && st->in_paused) {
         st->in_paused = 0;
+        c->body_paused = 0;
         c->read_paused = 0;
         mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
     }
@@ -391,10 +404,8 @@ void mx__stream_on_notify(mx_stream_t *st) {
 
 void mx__stream_on_timeout(mx_conn_t *c, int kind) {
     mx_stream_t *st = c->stream;
-    if (!st) {
-        mx__conn_close(c);
-        return;
-    }
+    if (!st || (kind == MX_TIMER_HEARTBEAT && st->kind != MX_STREAM_SSE))
+        return; /* a timer left from a stream that has ended */
     if (kind == MX_TIMER_HEARTBEAT) {
         static const char beat[] = ":\n\n";
         mx_bytes_t *b = mx_bytes_new(sizeof(beat) - 1);

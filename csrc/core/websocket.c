@@ -331,7 +331,12 @@ void mx__ws_on_attach(mx_conn_t *c, mx_stream_t *st) {
     c->state = MX_CONN_WS;
     c->read_paused = 0;
     mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
-    push_event(st, MX_WS_EVENT_OPEN, 0, NULL, 0);
+    pthread_mutex_lock(&st->mu);
+    int first = !st->opened;
+    st->opened = 1;
+    pthread_mutex_unlock(&st->mu);
+    if (first)
+        push_event(st, MX_WS_EVENT_OPEN, 0, NULL, 0);
     mx__timer_set(c, MX_TIMER_WS_PING, s->cfg.websocket_ping_interval);
 }
 
@@ -420,6 +425,7 @@ void mx__ws_on_input(mx_conn_t *c) {
         pthread_mutex_unlock(&st->mu);
         if (full) {
             st->in_paused = 1;
+            c->body_paused = 1; /* keeps pump() from resuming reads */
             c->read_paused = 1;
             mx__conn_set_events(c, c->want_write ? EPOLLOUT : 0);
             return;

@@ -198,7 +198,7 @@ static void mx__sha1(const uint8_t *p, size_t n, uint8_t out[20]) {
     tail[rest] = 0x80;
     size_t tail_len = rest + 9 <= 64 ? 64 : 128;
     uint64_t bits = (uint64_t)n * 8;
-    for (int k = 0; k < 8; k++)
+    for (unsigned k = 0; k < 8; k++)
         tail[tail_len - 1 - k] = (uint8_t)(bits >> (8 * k));
     for (size_t off = 0; off < tail_len; off += 64)
         mx__sha1_block(h, tail + off);
@@ -739,21 +739,14 @@ static int mx__took_output(mx_ws_reader_t *r, size_t got) {
 /*
  * A deflate stream ended (a block with BFINAL set, RFC 7692 7.2.3.4). What follows in the
  * message, if anything, starts a new stream. Unless the client resets its context per message
- * it may still refer back to the old data, so the window is carried over as a dictionary.
+ * it may still refer back to the old data, so the window must survive: inflateResetKeep (exported
+ * and declared by zlib.h, though not in the manual) restarts the stream and keeps the window,
+ * with no copy. Copying the window out and back as a dictionary would work too, but would cost
+ * 64 KiB of memory traffic for every two-byte stream a client cares to send.
  */
 static int mx__z_restart(mx_ws_reader_t *r) {
-    if (r->reset_each)
-        return inflateReset(&r->zs) == Z_OK ? 0 : MX_WS_EINTERNAL;
-    uint8_t *dict = malloc(32768);
-    uInt dict_len = 0;
-    int rc = MX_WS_EINTERNAL;
-    if (dict == NULL)
-        return MX_WS_EINTERNAL;
-    if (inflateGetDictionary(&r->zs, dict, &dict_len) == Z_OK && inflateReset(&r->zs) == Z_OK &&
-        (dict_len == 0 || inflateSetDictionary(&r->zs, dict, dict_len) == Z_OK))
-        rc = 0;
-    free(dict);
-    return rc;
+    int zrc = r->reset_each ? inflateReset(&r->zs) : inflateResetKeep(&r->zs);
+    return zrc == Z_OK ? 0 : MX_WS_EINTERNAL;
 }
 
 /*

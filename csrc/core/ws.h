@@ -203,9 +203,11 @@ void mx_ws_reader_free(mx_ws_reader_t *r);
  *                  before any of it is buffered, or while inflating, so a compressed bomb never
  *                  grows the buffer past max_message_len + 1.
  *   MX_WS_EINTERNAL out of memory (or an impossible zlib state).
- * Each check fires at the first byte that makes it certain, so the events and the verdict do not
- * depend on how the input is split across calls. Lengths need not be minimal (a 16-bit length
- * below 126 is accepted).
+ * Header checks fire on the byte that decides them (the too-big check on the last length byte),
+ * UTF-8 checks of a data message on the offending byte (or on the frame that ends the message
+ * inside a sequence), close-frame checks when the frame is complete. The events and the verdict
+ * never depend on how the input is split across calls. Lengths need not be minimal (a 16-bit
+ * length below 126 is accepted).
  *
  * After a CLOSE event the reader discards everything that follows (returns len, no event): a
  * peer must not send after its Close (RFC 6455 5.5.1).

@@ -235,6 +235,19 @@ void pymx_websocket_deliver(MxCoreObject *core, mx_stream_t *st) {
             }
             message = msg_obj;
         } else if (ev == MX_WS_EVENT_CLOSE) {
+            if (mx_ws_was_slow(st)) { /* logged as a warning by on_ws_error */
+                PyObject *exc = PyObject_CallFunction(
+                    core->connection_closed, "s",
+                    "the client stopped reading: its send queue went over max_send_queue; "
+                    "disconnected (1008)");
+                PyObject *r2 = exc ? PyObject_CallFunctionObjArgs(core->on_ws_error, (PyObject *)ws,
+                                                                  exc, NULL)
+                                   : NULL;
+                if (!r2)
+                    PyErr_WriteUnraisable(core->on_ws_error);
+                Py_XDECREF(r2);
+                Py_XDECREF(exc);
+            }
             char reason[128];
             size_t rl = 0;
             int code = mx_ws_close_code(st, reason, sizeof(reason), &rl);

@@ -20,7 +20,7 @@ DEPS_ws = csrc/core/ws.c
 LIBS_ws = -lz
 
 UNIT = http1 router compress ws
-FUZZ = http1 chunked router
+FUZZ = http1 chunked router ws
 
 .PHONY: test-c fuzz fuzz-run clean-c
 test-c: $(UNIT:%=$(BUILD)/test_%)

@@ -16,11 +16,12 @@ DEPS_http1 = csrc/core/http1.c
 DEPS_router = csrc/core/router.c
 DEPS_compress = csrc/core/compress.c
 LIBS_compress = -lz
+DEPS_multipart = csrc/core/multipart.c
 DEPS_ws = csrc/core/ws.c
 LIBS_ws = -lz
 
-UNIT = http1 router compress ws
-FUZZ = http1 chunked router ws
+UNIT = http1 router compress ws multipart
+FUZZ = http1 chunked router ws multipart
 
 .PHONY: test-c fuzz fuzz-run clean-c
 test-c: $(UNIT:%=$(BUILD)/test_%)

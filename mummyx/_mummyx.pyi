@@ -228,6 +228,8 @@ class Core:
         websocket_ping_interval: float = ...,
         websocket_close_timeout: float = ...,
         body_timeout: float = ...,
+        write_timeout: float = ...,
+        max_queue_time: float = ...,
     ) -> None: ...
     def listen_tcp(self, host: str | None, port: int, /) -> int:
         """Bind and listen; returns the bound port. Raises OSError."""

@@ -264,6 +264,9 @@ class Server:
         access_log: bool = False,
         header_timeout: float = 10.0,
         body_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        max_queue_time: Optional[float] = None,
+        shutdown_timeout: float = 10.0,
         idle_timeout: float = 60.0,
         max_pipeline: int = 16,
         max_connections: int = 10000,
@@ -283,6 +286,7 @@ class Server:
         self.workers = workers
         self.max_message_len = max_message_len
         self.access_log = access_log
+        self.shutdown_timeout = float(shutdown_timeout)
         router = handler if isinstance(handler, Router) else None
         routes = None
         if router is not None:
@@ -307,6 +311,8 @@ class Server:
             compression=bool(compression),
             header_timeout=float(header_timeout),
             body_timeout=float(body_timeout),
+            write_timeout=float(write_timeout),
+            max_queue_time=float(max_queue_time or 0.0),
             idle_timeout=float(idle_timeout),
             max_pipeline=max_pipeline,
             max_connections=max_connections,
@@ -379,9 +385,11 @@ class Server:
                 signal.signal(signal.SIGTERM, previous)
         self.close()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``timeout`` seconds), then close
-        every connection and join every thread."""
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout`` seconds, by default
+        ``shutdown_timeout``), then close every connection and join every thread."""
+        if timeout is None:
+            timeout = self.shutdown_timeout
         with self._lock:
             if self._closed:
                 return

@@ -556,6 +556,7 @@ again:
                     c->want_write = 1;
                     update_read_interest(c);
                 }
+                mx__conn_write_state(c, 1, 0);
                 return freed;
             }
             if (errno == EINTR)
@@ -611,6 +612,7 @@ again:
                 c->want_write = 1;
                 update_read_interest(c);
             }
+            mx__conn_write_state(c, 1, w > 0);
             return freed;
         }
     }
@@ -618,7 +620,30 @@ again:
         c->want_write = 0;
         update_read_interest(c);
     }
+    if (!c->closing && !c->lingering)
+        mx__conn_write_state(c, 0, 0);
     return freed;
+}
+
+/*
+ * write_timeout: a connection whose output cannot move (the client stopped reading responses,
+ * SSE events or WebSocket frames) for that long is closed. Progress re-arms the timer; once the
+ * output is all out, the timer the connection had for its own sake comes back.
+ */
+void mx__conn_write_state(mx_conn_t *c, int blocked, int progressed) {
+    mx_server_t *s = c->server;
+    if (blocked) {
+        if (s->cfg.write_timeout > 0 && (progressed || c->timer_kind != MX_TIMER_WRITE))
+            mx__timer_restart(c, MX_TIMER_WRITE, s->cfg.write_timeout);
+        return;
+    }
+    if (c->timer_kind != MX_TIMER_WRITE)
+        return;
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (c->stream && c->stream->kind == MX_STREAM_SSE)
+        mx__timer_set(c, MX_TIMER_HEARTBEAT, s->cfg.sse_heartbeat);
+    else if (c->stream)
+        mx__timer_set(c, MX_TIMER_WS_PING, s->cfg.websocket_ping_interval);
 }
 
 /* After input or output moved: parse what can be parsed, write what can be written, and set
@@ -758,6 +783,10 @@ void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
 void mx__conn_on_timeout(mx_conn_t *c, int kind) {
     if (kind == MX_TIMER_HEARTBEAT || kind == MX_TIMER_WS_PING || kind == MX_TIMER_WS_CLOSE) {
         mx__stream_on_timeout(c, kind);
+        return;
+    }
+    if (kind == MX_TIMER_WRITE) {
+        mx__conn_close(c); /* the client stopped reading what we send */
         return;
     }
     if (kind == MX_TIMER_BODY) {

@@ -29,6 +29,7 @@ enum mx_timer_kind {
     MX_TIMER_HEAD,
     MX_TIMER_LINGER,
     MX_TIMER_BODY,      /* a request body that must keep arriving (body_timeout) */
+    MX_TIMER_WRITE,     /* output that cannot move (write_timeout) */
     MX_TIMER_HEARTBEAT, /* an SSE stream idle for sse_heartbeat */
     MX_TIMER_WS_PING,   /* a WebSocket idle for websocket_ping_interval (or its ping unanswered) */
     MX_TIMER_WS_CLOSE,  /* our close frame is out; the peer's is due */
@@ -254,6 +255,7 @@ void mx__conn_response_ready(mx_conn_t *c);
 void mx__conn_on_timeout(mx_conn_t *c, int kind);
 void mx__conn_stream_ready(mx_conn_t *c);
 void mx__conn_start_linger(mx_conn_t *c);
+void mx__conn_write_state(mx_conn_t *c, int blocked, int progressed);
 
 /* body.c */
 mx_body_chan_t *mx__body_chan_new(void);
@@ -289,6 +291,7 @@ void mx__ws_task_finish(mx_stream_t *st); /* worker: requeue if events remain */
 int64_t mx__now_ns(void);
 void mx__thread_batch_policy(void);
 void mx__pool_check_stall(mx_server_t *s);
+void mx__pool_shed(mx_server_t *s);
 int mx__pool_has_queued(mx_server_t *s);
 int mx__pool_start(mx_server_t *s);
 void mx__pool_push(mx_server_t *s, mx_task_t *t);

@@ -56,6 +56,8 @@ typedef struct mx_config {
     double header_timeout;  /* seconds for a whole request head to arrive (408); <= 0: none */
     double idle_timeout;    /* seconds a keep-alive connection may sit idle; <= 0: none */
     double body_timeout;    /* a body must bring MX_BODY_MIN_BYTES per this many seconds (408) */
+    double write_timeout;   /* seconds output may stay stuck before the connection is closed */
+    double max_queue_time;  /* seconds a request may wait for a worker; then 503 (<= 0: none) */
     size_t max_send_queue;  /* bytes an SSE stream or WebSocket may have queued (slow peers) */
     double sse_heartbeat;   /* seconds of silence before an SSE stream gets a comment; <= 0: none */
     size_t max_message_len; /* WebSocket message bytes (1009 beyond) */

@@ -132,6 +132,50 @@ void mx__pool_check_stall(mx_server_t *s) {
     pthread_mutex_unlock(&s->pool_mu);
 }
 
+/*
+ * max_queue_time (I/O thread, each pass while work is queued): requests that waited longer than
+ * that for a free worker get 503 with Retry-After now, instead of running late, even when every
+ * worker is stuck in a slow handler. WebSocket deliveries are never shed.
+ */
+void mx__pool_shed(mx_server_t *s) {
+    if (s->cfg.max_queue_time <= 0 || !mx__pool_has_queued(s))
+        return;
+    int64_t now = mx__now_ns(), max = (int64_t)(s->cfg.max_queue_time * 1e9);
+    mx_task_t *shed = NULL, **link;
+    pthread_mutex_lock(&s->pool_mu);
+    mx_task_t *prev = NULL;
+    link = &s->task_head;
+    while (*link && now - (*link)->t_queued_ns > max) {
+        mx_task_t *t = *link;
+        if (t->kind != MX_TASK_REQUEST || ((mx_req_t *)t)->log_only) {
+            prev = t;
+            link = &t->next_task;
+            continue;
+        }
+        *link = t->next_task;
+        if (s->task_tail == t)
+            s->task_tail = prev;
+        s->qlen--;
+        t->next_task = shed;
+        shed = t;
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+    while (shed) {
+        mx_task_t *t = shed;
+        shed = t->next_task;
+        t->next_task = NULL;
+        static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                              {"Retry-After", 11, "1", 1}};
+        int bad;
+        mx_req_t *r = (mx_req_t *)t;
+        if (r->chan)
+            mx__body_end(r->chan, MX_ECLOSED);
+        mx_req_respond(r, 503, h, 2, "Service Unavailable", 19, &bad);
+        atomic_fetch_sub(&s->running, 1);
+        mx_req_decref(r); /* the pool's reference */
+    }
+}
+
 mx_task_t *mx_pool_trypop(mx_server_t *s) {
     if (!__atomic_load_n(&s->task_head, __ATOMIC_RELAXED)) /* a miss only delays to a sleeper */
         return NULL;

@@ -52,6 +52,7 @@ void mx_config_defaults(mx_config_t *c) {
     c->header_timeout = 10.0;
     c->idle_timeout = 60.0;
     c->body_timeout = 30.0;
+    c->write_timeout = 30.0;
     c->backlog = 1024;
     c->max_send_queue = 4 * 1024 * 1024;
     c->sse_heartbeat = 15.0;
@@ -584,6 +585,7 @@ static void *io_main(void *arg) {
             accept_pause(s, 0);
         }
         run_timers(s);
+        mx__pool_shed(s);
         mx__pool_check_stall(s);
         free_closing(s);
     }

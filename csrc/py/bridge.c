@@ -81,6 +81,14 @@ static void handle_one(MxCoreObject *core, mx_req_t *req) {
     }
     if (req->log_only)
         goto log;
+    if (core->max_queue_ns && req->super.t_popped_ns - req->super.t_queued_ns > core->max_queue_ns) {
+        /* Waited too long for a free worker: shed it now rather than answer late. */
+        static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                              {"Retry-After", 11, "1", 1}};
+        int bad;
+        mx_req_respond(req, 503, h, 2, "Service Unavailable", 19, &bad);
+        goto log;
+    }
     PyObject *handler;
     if (req->kind == MX_REQ_NOT_FOUND && !core->not_found) {
         respond_default(req, 404, NULL);

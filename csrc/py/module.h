@@ -76,6 +76,7 @@ typedef struct {
     PyTypeObject *sse_type;       /* strong */
     PyObject *connection_closed;  /* strong */
     PyObject *handshake_refused;  /* strong */
+    int64_t max_queue_ns;         /* max_queue_time: older requests get 503; 0: none */
     int started;
     int stopped;
 } MxCoreObject;

@@ -109,7 +109,9 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
                              "max_connections", "backlog", "websocket_handler", "on_ws_error",
                              "ws_support", "max_send_queue", "sse_heartbeat", "max_message_len",
                              "websocket_compression", "websocket_ping_interval",
-                             "websocket_close_timeout", "body_timeout", NULL};
+                             "websocket_close_timeout", "body_timeout", "write_timeout",
+                             "max_queue_time", NULL};
+    double max_queue_time = 0;
     PyObject *ws_handler = Py_None, *on_ws_error = Py_None, *ws_support = Py_None;
     PyObject *routes, *handler, *not_found, *not_allowed, *on_error, *on_no_response, *on_access;
     PyObject *json_dumps, *make_headers, *make_query;
@@ -126,13 +128,14 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOOOOOOOOO|innpddiiiOOOndnpddd:Core", kwlist, &routes, &handler,
+            args, kwds, "OOOOOOOOOO|innpddiiiOOOndnpddddd:Core", kwlist, &routes, &handler,
             &not_found, &not_allowed, &on_error, &on_no_response, &on_access, &json_dumps,
             &make_headers, &make_query, &cfg.workers, &max_headers, &max_body, &compression,
             &cfg.header_timeout, &cfg.idle_timeout, &cfg.max_pipeline, &cfg.max_connections,
             &cfg.backlog, &ws_handler, &on_ws_error, &ws_support, &max_send_queue,
             &cfg.sse_heartbeat, &max_message, &ws_compression, &cfg.websocket_ping_interval,
-            &cfg.websocket_close_timeout, &cfg.body_timeout))
+            &cfg.websocket_close_timeout, &cfg.body_timeout, &cfg.write_timeout,
+            &max_queue_time))
         return -1;
     if (opt_callable(ws_handler, "websocket_handler") || opt_callable(on_ws_error, "on_ws_error"))
         return -1;
@@ -150,6 +153,8 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "ws_support must be (events, kinds, Message)");
         return -1;
     }
+    self->max_queue_ns = max_queue_time > 0 ? (int64_t)(max_queue_time * 1e9) : 0;
+    cfg.max_queue_time = max_queue_time;
     cfg.max_send_queue = (size_t)max_send_queue;
     cfg.max_message_len = (size_t)max_message;
     cfg.websocket_compression = ws_compression;

@@ -160,3 +160,31 @@ def test_shutdown_timeout_bounds_the_drain():
     s.close()
     assert closed and got == 0
     assert time.monotonic() - t0 < 3.0
+
+
+def test_write_timeout_drops_a_trickling_reader(serve):
+    """Reading a few bytes at a time keeps the output moving, but below 1 KiB per write_timeout:
+    that is a slow-read attack, and the connection is closed."""
+    big = b"x" * (32 << 20)
+    router = Router()
+    router.get("/big", lambda request: request.respond(200, body=big))
+    server = serve(router, write_timeout=0.4)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect((HOST, server.port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        s.settimeout(0.2)
+        closed = False
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and not closed:
+            try:
+                if not s.recv(16):
+                    closed = True
+            except socket.timeout:
+                pass
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            time.sleep(0.1)
+        if not closed:  # the kernel may still hold what was sent before the close: drain it
+            got, closed = _recv_until_closed(s, 5.0)
+    assert closed

@@ -612,7 +612,7 @@ again:
                 c->want_write = 1;
                 update_read_interest(c);
             }
-            mx__conn_write_state(c, 1, w > 0);
+            mx__conn_write_state(c, 1, (size_t)w);
             return freed;
         }
     }
@@ -626,15 +626,19 @@ again:
 }
 
 /*
- * write_timeout: a connection whose output cannot move (the client stopped reading responses,
- * SSE events or WebSocket frames) for that long is closed. Progress re-arms the timer; once the
- * output is all out, the timer the connection had for its own sake comes back.
+ * write_timeout: while a connection's output is stuck (the client stopped reading responses, SSE
+ * events or WebSocket frames), each write_timeout period must move MX_WRITE_MIN_BYTES, or the
+ * connection is closed: a reader that takes a few bytes a second (slow-read attacks) is no
+ * better than one that stopped. Once the output is all out, the connection's own timer returns.
  */
-void mx__conn_write_state(mx_conn_t *c, int blocked, int progressed) {
+void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed) {
     mx_server_t *s = c->server;
+    c->write_window += progressed;
     if (blocked) {
-        if (s->cfg.write_timeout > 0 && (progressed || c->timer_kind != MX_TIMER_WRITE))
+        if (s->cfg.write_timeout > 0 && c->timer_kind != MX_TIMER_WRITE) {
+            c->write_window = 0;
             mx__timer_restart(c, MX_TIMER_WRITE, s->cfg.write_timeout);
+        }
         return;
     }
     if (c->timer_kind != MX_TIMER_WRITE)
@@ -786,7 +790,13 @@ void mx__conn_on_timeout(mx_conn_t *c, int kind) {
         return;
     }
     if (kind == MX_TIMER_WRITE) {
-        mx__conn_close(c); /* the client stopped reading what we send */
+        if (c->want_write && c->write_window < MX_WRITE_MIN_BYTES) {
+            mx__conn_close(c); /* the client (all but) stopped reading what we send */
+            return;
+        }
+        c->write_window = 0;
+        if (c->want_write)
+            mx__timer_set(c, MX_TIMER_WRITE, c->server->cfg.write_timeout);
         return;
     }
     if (kind == MX_TIMER_BODY) {

@@ -155,6 +155,7 @@ typedef struct mx_conn {
     uint64_t body_remaining;
     size_t body_limit;
     size_t body_window; /* body bytes received since the body timer was last armed */
+    size_t write_window; /* bytes written since the write timer was last armed */
     mx_chunked_t chunked;
 
     /* pipeline: every request received and not yet fully answered, in order */
@@ -255,7 +256,7 @@ void mx__conn_response_ready(mx_conn_t *c);
 void mx__conn_on_timeout(mx_conn_t *c, int kind);
 void mx__conn_stream_ready(mx_conn_t *c);
 void mx__conn_start_linger(mx_conn_t *c);
-void mx__conn_write_state(mx_conn_t *c, int blocked, int progressed);
+void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed);
 
 /* body.c */
 mx_body_chan_t *mx__body_chan_new(void);

@@ -43,6 +43,8 @@ typedef struct mx_task {
 
 /* The least body data a client must send per body_timeout (or the rest of its body). */
 #define MX_BODY_MIN_BYTES 1024
+/* The least output a stuck client must take per write_timeout. */
+#define MX_WRITE_MIN_BYTES 1024
 
 /* Server limits and switches. mx_config_defaults fills in the documented defaults. */
 typedef struct mx_config {

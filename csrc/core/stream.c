@@ -311,7 +311,7 @@ int mx__stream_flush(mx_conn_t *c) {
         c->want_write = (unsigned)blocked;
         mx__conn_set_events(c, (c->read_paused ? 0 : EPOLLIN) | (blocked ? EPOLLOUT : 0));
     }
-    mx__conn_write_state(c, blocked, written > 0);
+    mx__conn_write_state(c, blocked, written);
     if (st->kind == MX_STREAM_WS)
         return mx__ws_after_write(c, st, close_written);
     if (end_written) {

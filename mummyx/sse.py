@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Deque, List, Optional, Tuple
+from typing import Deque, List, Optional, Tuple, Union
 
 from . import _mummyx
 from ._mummyx import SSEStream
@@ -53,8 +53,8 @@ class SSEChannel:
             except ValueError:
                 pass
 
-    def publish(self, data: str, *, event: Optional[str] = None, id: Optional[str] = None,
-                retry: Optional[int] = None) -> int:
+    def publish(self, data: str, *, event: Optional[str] = None,
+                id: Optional[Union[str, int]] = None, retry: Optional[int] = None) -> int:
         """Queue one event on every subscriber; returns how many streams it reached."""
         payload = _mummyx.sse_encode(data, event, id, retry)
         with self._lock:

@@ -44,7 +44,7 @@ static void sse_dealloc(MxSSEStreamObject *self) {
     Py_DECREF(tp);
 }
 
-/* UTF-8 of a str (or of bytes that are UTF-8) for an event field; NULL with an error set. */
+/* UTF-8 of a str for an event field; NULL with an error set (TypeError for anything else). */
 static const char *field_utf8(PyObject *o, const char *what, Py_ssize_t *len) {
     if (PyUnicode_Check(o))
         return PyUnicode_AsUTF8AndSize(o, len);

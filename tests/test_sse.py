@@ -1435,3 +1435,24 @@ def test_example_sse_dashboard(serve):
             assert ids == sorted(ids) and len(set(ids)) == 3
     finally:
         feeder.stop()
+
+
+def test_forgotten_stream_is_ended_when_collected(serve):
+    """A stream nobody holds any more (the handler returned without keeping or closing it) is
+    ended like a collected file is closed, instead of being kept open by heartbeats."""
+    router = Router()
+
+    @router.get("/events")
+    def events(request):
+        request.respond_sse().send("only")
+
+    server = serve(router, sse_heartbeat=0.2)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET /events HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert b"data: only\n\n" in data and data.endswith(b"0\r\n\r\n")

@@ -38,8 +38,12 @@ static void sse_dealloc(MxSSEStreamObject *self) {
     sse_clear(self);
     Py_CLEAR(self->connection_closed);
     Py_CLEAR(self->last_event_id);
-    if (self->st)
+    if (self->st) {
+        /* Nobody can send on it any more: end it, as a file is closed when collected, rather
+         * than keep the client waiting on heartbeats forever. */
+        mx_sse_close(self->st);
         mx_stream_decref(self->st);
+    }
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }

@@ -68,6 +68,7 @@ const char *mx_status_reason(int status) {
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 451: return "Unavailable For Legal Reasons";
+    case 460: return "Checksum Mismatch"; /* tus 1.0.0 checksum extension */
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 502: return "Bad Gateway";

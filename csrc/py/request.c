@@ -362,7 +362,8 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
         if (!data)
             goto done;
         len = (size_t)n;
-        if (!h.has_ctype) {
+        /* a str body without a type is text; not on statuses that carry no body (204, 304) */
+        if (!h.has_ctype && status != 204 && status != 304 && !(status >= 100 && status < 200)) {
             static const char ct[] = "text/plain; charset=utf-8";
             if (h.n == h.cap) { /* rare: make room through the general path */
                 PyObject *k = PyUnicode_FromString("Content-Type");
@@ -787,6 +788,15 @@ static PyMethodDef request_methods[] = {
     {"save_body", (PyCFunction)request_save_body, METH_O,
      "save_body($self, path, /)\n--\n\nWrite the rest of the body to path (a temporary file "
      "renamed into place when complete; nothing is left on failure); return the bytes written."},
+    {"multipart", (PyCFunction)(void (*)(void))pymx_request_multipart,
+     METH_VARARGS | METH_KEYWORDS,
+     "multipart($self, max_parts=1000, max_part_headers=8192)\n--\n\nIterate over the parts "
+     "of a multipart/form-data body as they arrive (a MultipartReader of Part objects). Raises "
+     "BadRequest (400, 413, 431) for a body that is not a valid form within the limits."},
+    {"form", (PyCFunction)(void (*)(void))pymx_request_form, METH_VARARGS | METH_KEYWORDS,
+     "form($self, *, max_file_size=None, max_field_size=None)\n--\n\nThe fields and files of "
+     "an application/x-www-form-urlencoded or multipart/form-data body, read whole (FormData; "
+     "files are kept in memory). Raises BadRequest for an invalid or over-limit form."},
     {"respond_sse", (PyCFunction)(void (*)(void))request_respond_sse, METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
      "SSEStream."},

@@ -205,7 +205,9 @@ int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n) {
         mx__wnode_free(n);
         return MX_ECLOSED;
     }
-    if (!control && st->queued + size > st->server->cfg.max_send_queue) {
+    /* The bound is on the backlog: one message of any size may go into an empty queue (the
+     * application chose its size), but a client that leaves data unread cannot grow it. */
+    if (!control && st->queued > 0 && st->queued + size > st->server->cfg.max_send_queue) {
         mx__wnode_free(n);
         st->slow = 1;
         atomic_store(&st->closed, 1);

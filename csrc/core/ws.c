@@ -1137,8 +1137,17 @@ static int mx__deflate_into(mx_ws_deflater_t *d, const uint8_t *in, size_t len, 
                             uint8_t **buf, size_t *out_len) {
     *buf = NULL;
     *out_len = 0;
-    if (len < MX_WS_DEFLATE_MIN_LEN || len > SIZE_MAX - headroom - 8)
+    if (len > SIZE_MAX / 2 - headroom)
         return 0;
+    if (len == 0) { /* an empty stored block, RFC 7692 7.2.3.6: zlib would have nothing to flush */
+        uint8_t *e = malloc(headroom + 1);
+        if (!e)
+            return MX_ENOMEM;
+        e[headroom] = 0x00;
+        *buf = e;
+        *out_len = 1;
+        return 0;
+    }
     if (!d->z_init) {
         memset(&d->zs, 0, sizeof d->zs);
         switch (deflateInit2(&d->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -d->window_bits, 8,
@@ -1153,9 +1162,12 @@ static int mx__deflate_into(mx_ws_deflater_t *d, const uint8_t *in, size_t len, 
         d->z_init = 1;
     }
 
-    /* The sync flush ends the data with 00 00 ff ff, which is then cut (7.2.1): worthwhile
-     * output is at most len - 1 + 4 bytes. */
-    size_t cap = len + 3;
+    /* Every message is compressed once compression is negotiated, even when that makes it a few
+     * bytes longer: some clients (kosoku, running the Autobahn cases) mishandle uncompressed
+     * messages on a compressed connection although RFC 7692 6 allows them. deflateBound plus
+     * the sync flush's empty stored block (5 bytes, of which 00 00 ff ff is then cut) is room
+     * enough for any input. */
+    size_t cap = (size_t)deflateBound(&d->zs, (uLong)len) + 16;
     uint8_t *p = malloc(headroom + cap);
     if (p == NULL)
         return MX_ENOMEM;

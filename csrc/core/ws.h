@@ -235,8 +235,6 @@ size_t mx_ws_frame_header(uint8_t out[10], int fin, int rsv1, int opcode, uint64
 
 typedef struct mx_ws_deflater mx_ws_deflater_t;
 
-/* Messages shorter than this are never compressed: the few bytes saved do not pay. */
-#define MX_WS_DEFLATE_MIN_LEN 16
 
 /*
  * Creates a compressor for the server's messages with the negotiated parameters (it uses
@@ -252,9 +250,10 @@ void mx_ws_deflater_free(mx_ws_deflater_t *d);
 /*
  * Compresses one whole message (RFC 7692 7.2.1: DEFLATE, flushed with an empty stored block whose
  * 00 00 ff ff is then removed). On success returns 0 and sets *out (malloc'ed; caller frees) and
- * *out_len; send it with RSV1 set. Sets *out to NULL (and returns 0) when compressing does not
- * pay: the message is under MX_WS_DEFLATE_MIN_LEN or would not shrink; send it uncompressed with
- * RSV1 clear, which RFC 7692 6 allows per message. (The compressor is then reset, which is always
+ * *out_len; send it with RSV1 set. Every message is compressed, even one that grows a little
+ * (clients exist that mishandle uncompressed messages on a compressed connection). Sets *out to
+ * NULL (and returns 0) only if zlib could not finish the message in deflateBound's room; send it
+ * uncompressed with RSV1 clear then, which RFC 7692 6 allows per message. (The compressor is then reset, which is always
  * safe: a sender may stop referring to older data whenever it likes.) The context is reset after
  * every message when server_no_context_takeover was negotiated. zlib cannot write a raw stream
  * with an 8-bit window, so with server_max_window_bits=8 it compresses with Huffman coding only:

@@ -438,7 +438,7 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
     else if (r->minor_version == 0)
         p = PUTLIT(p, "Connection: keep-alive\r\n");
     p = PUTLIT(p, "\r\n");
-    if (send_body)
+    if (send_body && body_len)
         p = put(p, body, body_len);
     free(zbody);
 

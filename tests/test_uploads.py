@@ -8,7 +8,7 @@ nothing left behind on any failure); request.body on a streamed route; per-route
 100-continue; early responses (the rest of the body is never parsed as a request);
 disconnects; body_timeout; backpressure; flat memory (slow); concurrency; pipelining.
 
-Known bugs are strict xfails ("BUG: ...").
+Bugs found while writing these are regression tests now.
 """
 from __future__ import annotations
 
@@ -893,9 +893,6 @@ server.close()
 """
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: reject() on a running streamed request wakes "
-                   "the reader (mx__body_end) before it queues the 400/413/408; the handler's "
-                   "ConnectionClosed becomes a 500 that wins when the worker runs first")
 @pytest.mark.parametrize("bad,status", [(b"ff\r\n", 413), (b"zz\r\n", 400)])
 def test_error_status_race(bad, status):
     """The handler is blocked in read() when the body turns out too large or malformed: the
@@ -1033,9 +1030,6 @@ def test_continue_not_sent_when_handler_answers_without_reading(serve):
     assert seen.get() == "refuse"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a response given before the streamed body was read "
-                   "has no 'Connection: close' although the server closes the connection "
-                   "(RFC 9110 10.1.1, RFC 9112 9.6)")
 def test_early_answer_announces_close(serve):
     seen = Seen()
     server = serve(refusing_router(seen))
@@ -1062,9 +1056,6 @@ def test_continue_waits_for_earlier_pipelined_response(serve, gate_router):
         assert c.response().json()["len"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the body timer is not restarted when 100 Continue "
-                   "goes out late (handler reads after a delay): the client gets 408 though it "
-                   "sent its body well within body_timeout of the 100")
 def test_continue_sent_late_leaves_a_full_body_timeout(serve):
     router = Router()
 
@@ -1149,10 +1140,6 @@ def test_early_response_while_client_pushes_a_big_body(serve):
     assert seen.empty()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a handler's early response does not stop the "
-                   "body's backpressure: reading stays paused while the response is written, so "
-                   "a client that sends its whole body before reading (http.client, requests) "
-                   "and a response larger than the socket buffers deadlock forever")
 def test_early_large_response_does_not_deadlock_a_sending_client(serve):
     try:  # the response must not fit in the socket buffers
         with open("/proc/sys/net/ipv4/tcp_wmem") as f:
@@ -1385,9 +1372,6 @@ def test_keep_alive_after_streamed_bodies(serve, tmp_path):
             check_answer(c.response(), body, api)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: when the last bytes of a streamed body push its "
-                   "buffer over the high mark, the connection stays paused after the body "
-                   "ends: the next request on the keep-alive connection is never read")
 @pytest.mark.parametrize("framing", ["cl", "chunked"])
 def test_keep_alive_after_body_ending_above_high_mark(serve, gate_router, framing):
     gate_router.get("/ping", lambda request: "pong")

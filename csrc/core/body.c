@@ -90,6 +90,13 @@ void mx__body_end(mx_body_chan_t *ch, int err) {
 
 int mx_req_streamed(const mx_req_t *r) { return r->chan != NULL; }
 
+int mx__body_complete(mx_body_chan_t *ch) {
+    pthread_mutex_lock(&ch->mu);
+    int done = ch->done;
+    pthread_mutex_unlock(&ch->mu);
+    return done;
+}
+
 ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n) {
     mx_body_chan_t *ch = r->chan;
     if (!ch) { /* a buffered body: read it from where the last read stopped */

@@ -130,13 +130,14 @@ static void reject(mx_conn_t *c, int status) {
         /* A streamed body went wrong while its handler runs: the reader gets an error, and the
          * client gets the error response unless the handler answered first. Either way the
          * connection closes after the pipeline drains; nothing after this is parsed. */
-        if (r->chan)
-            mx__body_end(r->chan, MX_EINVAL);
         static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
                                               {"Connection", 10, "close", 5}};
         const char *reason = mx_status_reason(status);
         int bad;
+        /* respond before waking the reader, so its error cannot answer first (a 500) */
         mx_req_respond(r, status, h, 2, reason, strlen(reason), &bad);
+        if (r->chan)
+            mx__body_end(r->chan, MX_EINVAL);
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
         c->rpos = c->rlen = 0;
@@ -187,6 +188,7 @@ static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
     if (c->timer_kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     mx__body_end(r->chan, 0);
+    c->body_paused = 0; /* the body is all in: a pause for its reader no longer applies */
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
 }
@@ -515,6 +517,23 @@ static int flush(mx_conn_t *c) {
     struct iovec iov[64];
     int freed = 0;
 again:
+    if (c->cur && c->cur->chan && c->cur->resp_ready && c->cur->dispatched) {
+        /* A streamed request answered before its body is all in (its response says
+         * Connection: close): stop waiting for the body and read and drop the rest while the
+         * response goes out, or a client still pushing its body and a server pushing a large
+         * response could block each other forever. */
+        mx__body_end(c->cur->chan, MX_ECLOSED);
+        c->cur = NULL;
+        c->state = MX_CONN_DRAIN;
+        c->no_more_requests = 1;
+        c->body_paused = 0;
+        if (c->read_paused) {
+            c->read_paused = 0;
+            update_read_interest(c);
+        }
+        if (c->timer_kind == MX_TIMER_BODY)
+            mx__timer_set(c, MX_TIMER_NONE, 0);
+    }
     if (c->stream && !c->closing && !c->lingering) {
         if (!mx__stream_flush(c))
             return freed; /* still streaming, or the connection ended with the stream */
@@ -567,6 +586,10 @@ again:
         if (with_continue) {
             /* a short write of 25 bytes is not worth a state: treat it as the client's problem */
             c->continue_sent = 1;
+            if (c->timer_kind == MX_TIMER_BODY) { /* the body may start only now */
+                c->body_window = 0;
+                mx__timer_restart(c, MX_TIMER_BODY, c->server->cfg.body_timeout);
+            }
             continue;
         }
         size_t left = (size_t)w;
@@ -776,6 +799,10 @@ void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
     pthread_mutex_unlock(&r->chan->mu);
     if (resume && c->body_paused) {
         c->body_paused = 0;
+        if (c->timer_kind == MX_TIMER_BODY) { /* the client was held back, not slow */
+            c->body_window = 0;
+            mx__timer_restart(c, MX_TIMER_BODY, c->server->cfg.body_timeout);
+        }
         if (c->inflight < c->server->cfg.max_pipeline || c->state != MX_CONN_HEAD) {
             c->read_paused = 0;
             update_read_interest(c);

@@ -263,6 +263,7 @@ mx_body_chan_t *mx__body_chan_new(void);
 void mx__body_chan_free(mx_body_chan_t *ch);
 int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n); /* 1: now full; <0 ENOMEM */
 void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
+int mx__body_complete(mx_body_chan_t *ch);
 void mx__req_notify(mx_req_t *r);              /* any thread */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 

@@ -388,6 +388,10 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
         }
     }
     int close_conn = !r->keep_alive || user_close || atomic_load(&s->stopping);
+    /* Answered before its streamed body is all in: the connection will close (conn.c), and the
+     * response says so (RFC 9112 9.6). */
+    if (r->chan && !mx__body_complete(r->chan))
+        close_conn = 1;
     int chunked = mode == RESP_STREAM && r->minor_version >= 1;
     if (mode == RESP_STREAM && !chunked)
         close_conn = 1; /* HTTP/1.0: the body ends when the connection does */

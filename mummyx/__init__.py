@@ -4,24 +4,31 @@ One I/O thread (C, epoll) does all socket work; complete requests run on a pool 
 threads, so handlers are plain blocking Python functions. WebSockets and Server-Sent Events are
 built in.
 """
-from ._mummyx import ConnectionClosed, HandshakeRefused, Request
+from ._mummyx import BadRequest, ConnectionClosed, HandshakeRefused, MultipartReader, Part, Request
 from ._structures import Headers, QueryParams
+from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
 from .sse import SSEChannel, SSEStream
 from .websocket import Message, MessageKind, WebSocket, WebSocketEvent
 
 __all__ = [
+    "BadRequest",
     "ConnectionClosed",
+    "FormData",
+    "FormFiles",
     "HandshakeRefused",
     "Headers",
     "Message",
     "MessageKind",
+    "MultipartReader",
+    "Part",
     "QueryParams",
     "Request",
     "Router",
     "SSEChannel",
     "SSEStream",
     "Server",
+    "UploadedFile",
     "WebSocket",
     "WebSocketEvent",
 ]

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union, final, overload
 
 from ._structures import Headers, QueryParams
+from .forms import FormData
 
 # A response header value: str as is, int in decimal, bytes decoded as Latin-1.
 _HeaderValue = Union[str, int, bytes]
@@ -17,6 +18,65 @@ _Body = Union[bytes, bytearray, memoryview, str]
 
 class ConnectionClosed(ConnectionError):
     """The client connection is gone."""
+
+class BadRequest(ValueError):
+    """The request's content is invalid (a malformed or over-limit form, say).
+
+    A handler that lets it escape makes the client get ``status`` (400 by default, 413, 431, ...)
+    and it is logged at INFO, not as an error.
+    """
+
+    status: int
+    def __init__(self, message: str = "", status: int = 400) -> None:
+        """``status`` is the 4xx the client gets when the handler lets this exception escape."""
+
+@final
+class Part:
+    """One part of a multipart/form-data body, from iterating ``request.multipart()``.
+
+    Only the current part is readable: once the reader has moved on, reading raises
+    RuntimeError.
+    """
+
+    @property
+    def name(self) -> str:
+        """The form field name (the Content-Disposition ``name``)."""
+    @property
+    def filename(self) -> str | None:
+        """The filename as sent (``filename*`` preferred), or None for a plain field.
+
+        Untrusted: it may be empty or hold ``/``, ``\\`` or ``..``; never use it as a path.
+        """
+    @property
+    def content_type(self) -> str | None:
+        """The part's Content-Type, or None."""
+    @property
+    def headers(self) -> Headers:
+        """The part's header fields (values decoded as UTF-8)."""
+    def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes of the rest of this part (all of it when ``n < 0``).
+
+        Fewer only at the part's end, ``b''`` after it. Blocks without the GIL on a streamed
+        route; raises BadRequest for a malformed body, ConnectionClosed if the client leaves.
+        """
+    def iter_chunks(self, chunk_size: int = 65536) -> Iterator[bytes]:
+        """Iterate over the rest of this part in chunks of at most ``chunk_size`` bytes."""
+    def save(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], /) -> int:
+        """Write the rest of this part to ``path`` in C without the GIL; return the bytes written.
+
+        The data goes to a temporary file in the same directory, renamed into place once
+        complete; on any failure nothing is left behind.
+        """
+
+@final
+class MultipartReader(Iterator[Part]):
+    """An iterator over the parts of a multipart/form-data body (``request.multipart()``).
+
+    Moving to the next part skips whatever the handler left unread of the current one.
+    """
+
+    def __iter__(self) -> MultipartReader: ...
+    def __next__(self) -> Part: ...
 
 class HandshakeRefused(ValueError):
     """The request is not a valid WebSocket handshake; the client was answered 400 or 426."""
@@ -159,6 +219,25 @@ class Request:
 
         The data goes to a temporary file in the same directory, renamed into place once
         complete; on any failure nothing is left behind.
+        """
+    def multipart(self, max_parts: int = 1000, max_part_headers: int = 8192) -> MultipartReader:
+        """Iterate over the parts of a multipart/form-data body as they arrive.
+
+        On a ``stream=True`` route the body is read as the iteration goes (one pass); on other
+        routes the buffered body is parsed in place (each call starts again from its start).
+        Raises BadRequest: 400 for another Content-Type, a bad boundary or a malformed body,
+        413 for more than ``max_parts`` parts, 431 for a part header block over
+        ``max_part_headers`` bytes.
+        """
+    def form(self, *, max_file_size: int | None = None,
+             max_field_size: int | None = None) -> FormData:
+        """The fields and files of an urlencoded or multipart/form-data body, read whole.
+
+        Files are kept in memory. The limits apply to each file and to each field (to the
+        whole body when urlencoded); None means none on a buffered route (the route's
+        ``max_body_len`` bounds the body) and 1 MiB on a ``stream=True`` route. Over a limit
+        raises BadRequest(413); another Content-Type, BadRequest(400). Cached: a second call
+        returns the same FormData.
         """
     def respond_sse(
         self,

@@ -158,6 +158,17 @@ def _plain(request: Any, status: int) -> None:
 
 def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
     def on_error(request: Any, exc: BaseException) -> None:
+        if isinstance(exc, _mummyx.BadRequest):
+            # invalid content from the client (a malformed form, a limit): its 4xx, not a 500
+            status = getattr(exc, "status", 400)
+            logger.info("%s %s: %d %s", request.method, request.uri, status, exc)
+            if not request.responded:
+                try:
+                    request.respond(status, {"Content-Type": "text/plain; charset=utf-8"},
+                                    f"{_mummyx.status_reason(status)}: {exc}")
+                except (RuntimeError, ValueError):
+                    _plain(request, 400)
+            return
         if isinstance(exc, (_mummyx.HandshakeRefused, _mummyx.ConnectionClosed)) and (
                 request.responded or isinstance(exc, _mummyx.ConnectionClosed)):
             # the client's doing (a bad handshake, a vanished or malformed upload), not a bug

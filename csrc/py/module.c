@@ -92,6 +92,21 @@ static int pymx_exec(PyObject *m) {
     st->sse_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_sse_spec, NULL);
     if (!st->sse_type || PyModule_AddType(m, st->sse_type) < 0)
         return -1;
+    st->multipart_type =
+        (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_multipart_reader_spec, NULL);
+    if (!st->multipart_type || PyModule_AddType(m, st->multipart_type) < 0)
+        return -1;
+    st->part_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_part_spec, NULL);
+    if (!st->part_type || PyModule_AddType(m, st->part_type) < 0)
+        return -1;
+    st->bad_request = pymx_bad_request_type_new();
+    if (!st->bad_request)
+        return -1;
+    Py_INCREF(st->bad_request);
+    if (PyModule_AddObject(m, "BadRequest", st->bad_request) < 0) {
+        Py_DECREF(st->bad_request);
+        return -1;
+    }
     st->handshake_refused = PyErr_NewExceptionWithDoc(
         "mummyx.HandshakeRefused",
         "The request is not a valid WebSocket handshake; the client was answered 400 or 426.",
@@ -123,6 +138,9 @@ static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->handshake_refused);
     Py_VISIT(st->websocket_type);
     Py_VISIT(st->sse_type);
+    Py_VISIT(st->multipart_type);
+    Py_VISIT(st->part_type);
+    Py_VISIT(st->bad_request);
     return 0;
 }
 
@@ -134,6 +152,9 @@ static int pymx_clear(PyObject *m) {
     Py_CLEAR(st->handshake_refused);
     Py_CLEAR(st->websocket_type);
     Py_CLEAR(st->sse_type);
+    Py_CLEAR(st->multipart_type);
+    Py_CLEAR(st->part_type);
+    Py_CLEAR(st->bad_request);
     return 0;
 }
 

@@ -43,6 +43,9 @@ typedef struct {
     PyObject *handshake_refused; /* mummyx.HandshakeRefused (a ValueError) */
     PyTypeObject *websocket_type;
     PyTypeObject *sse_type;
+    PyTypeObject *multipart_type; /* mummyx.MultipartReader */
+    PyTypeObject *part_type;      /* mummyx.Part */
+    PyObject *bad_request;        /* mummyx.BadRequest (a ValueError with a 4xx status) */
 } mx_state;
 
 /* One route's Python side, indexed by the core's route_id. */
@@ -116,6 +119,8 @@ extern PyType_Spec pymx_core_spec;
 extern PyType_Spec pymx_request_spec;
 extern PyType_Spec pymx_websocket_spec;
 extern PyType_Spec pymx_sse_spec;
+extern PyType_Spec pymx_multipart_reader_spec;
+extern PyType_Spec pymx_part_spec;
 
 /* websocket.c */
 PyObject *pymx_websocket_new(MxCoreObject *core, mx_stream_t *st, PyObject *handler,
@@ -128,6 +133,11 @@ PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
                           PyObject *kwnames);
 PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 
+
+/* multipart.c: request.multipart() and request.form(), and the BadRequest class */
+PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject *kwds);
+PyObject *pymx_request_form(MxRequestObject *self, PyObject *args, PyObject *kwds);
+PyObject *pymx_bad_request_type_new(void);
 
 /* request.c */
 PyObject *pymx_request_new(MxCoreObject *core, mx_req_t *req);

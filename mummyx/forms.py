@@ -108,7 +108,7 @@ def _limit(value: Optional[int], streamed: bool, what: str) -> Optional[int]:
 
 
 def _read_limited(read: Any, limit: Optional[int], what: str) -> bytes:
-    """All of ``read()`` (a part's or the request's), or BadRequest(413) beyond ``limit``."""
+    """All of a part's ``read()`` (which fills up to n), or BadRequest(413) beyond ``limit``."""
     if limit is None:
         data: bytes = read()
         return data
@@ -116,6 +116,20 @@ def _read_limited(read: Any, limit: Optional[int], what: str) -> bytes:
     if len(data) > limit:
         raise BadRequest(f"{what} is larger than {limit} bytes", 413)
     return data
+
+
+def _read_body(request: Any, limit: Optional[int]) -> bytes:
+    """The whole streamed body (request.read(n) returns what has arrived, up to n bytes)."""
+    chunks: List[bytes] = []
+    size = 0
+    while True:
+        chunk = request.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BadRequest(f"the form body is larger than {limit} bytes", 413)
+        chunks.append(chunk)
 
 
 def _has_body(request: Any) -> bool:
@@ -135,7 +149,7 @@ def _request_form(request: Any, streamed: bool, *, max_file_size: Optional[int] 
     media = ctype.split(";", 1)[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
         if streamed:
-            body = _read_limited(request.read, field_limit, "the form body")
+            body = _read_body(request, field_limit)
         else:
             body = request.body
             if field_limit is not None and len(body) > field_limit:

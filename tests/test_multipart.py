@@ -582,6 +582,20 @@ def test_form_urlencoded(serve: Any, mode: str) -> None:
     assert r.json()["all"] == ["x", "y"]
 
 
+def test_form_urlencoded_in_pieces(serve: Any, mode: str) -> None:
+    url = form_server(serve, mode)
+
+    def pieces() -> Iterator[bytes]:
+        for piece in (b"a=1&b=x", b"yz&a=", b"2" * 70000, b"&c=%4", b"1"):
+            yield piece
+            time.sleep(0.02)  # each piece arrives on its own
+
+    r = httpx.post(url + "/form", content=pieces(),
+                   headers={"Content-Type": "application/x-www-form-urlencoded"},
+                   timeout=TIMEOUT)
+    assert r.json()["fields"] == [["a", "1"], ["b", "xyz"], ["a", "2" * 70000], ["c", "A"]]
+
+
 def test_form_multipart(serve: Any, mode: str) -> None:
     url = form_server(serve, mode)
     r = httpx.post(url + "/form", data={"a": ["1", "\u00fc"], "b": ""},

@@ -42,17 +42,17 @@ typedef struct {
     mx_mp_t mp;
     size_t max_parts, max_part_headers; /* effective limits, for messages */
     int streamed;
-    char *buf; /* streamed: MPR_BUF bytes (PyMem); buffered: NULL */
+    char *buf;      /* streamed: MPR_BUF bytes (PyMem); buffered: NULL */
     const char *in; /* the current input: buf, or the buffered body itself */
     size_t in_len, in_pos;
-    int eof;             /* no input will follow what is in [in_pos, in_len) */
-    const char *pend;    /* DATA bytes of the current part not handed out yet; they point */
-    size_t pend_len;     /* into in or into mp, both stable until the next mx_mp_next */
-    Py_ssize_t nparts;   /* PART events so far: the number of the current part */
-    int in_part;         /* the current part's body has not ended */
-    int done;            /* the close delimiter was seen: iteration is over */
-    int err;             /* sticky: the first error (MX_MP_E_*, MPR_E_TRUNCATED, MX_E*) */
-    int busy;            /* a call runs without the GIL */
+    int eof;           /* no input will follow what is in [in_pos, in_len) */
+    const char *pend;  /* DATA bytes of the current part not handed out yet; they point */
+    size_t pend_len;   /* into in or into mp, both stable until the next mx_mp_next */
+    Py_ssize_t nparts; /* PART events so far: the number of the current part */
+    int in_part;       /* the current part's body has not ended */
+    int done;          /* the close delimiter was seen: iteration is over */
+    int err;           /* sticky: the first error (MX_MP_E_*, MPR_E_TRUNCATED, MX_E*) */
+    int busy;          /* a call runs without the GIL */
 } MxMultipartReaderObject;
 
 typedef struct {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import queue
 import selectors
 import socket
@@ -27,7 +28,7 @@ from conftest import parse_responses
 from sse_parser import (ChunkedDecoder, Event, EventStreamParser, SSEClient, SSEProtocolError,
                         expected_data, parse_stream)
 
-TIMEOUT = 5.0
+TIMEOUT = 15.0 if "asan" in os.environ.get("LD_PRELOAD", "") else 5.0  # sanitizers are slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

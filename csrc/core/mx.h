@@ -313,6 +313,8 @@ int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, i
 /* Queues one message (opcode MX_WS_OP_TEXT/BINARY/PING/PONG), compressing it when negotiated.
  * Returns 0, MX_ECLOSED, MX_EFULL (the peer stopped reading: closed with 1008), MX_ENOMEM. */
 int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len);
+/* 1 when permessage-deflate was negotiated (sends then compress: worth releasing the GIL). */
+int mx_ws_deflating(const mx_stream_t *st);
 /* Starts the closing handshake (idempotent); reason is cut to fit a control frame. */
 void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_len);
 /* Worker, inside hooks->run for an MX_TASK_WS task: the next event to deliver, or NULL when

@@ -162,6 +162,8 @@ static int queue_close(mx_stream_t *st, int code, const char *reason, size_t rea
     return rc >= 0;
 }
 
+int mx_ws_deflating(const mx_stream_t *st) { return st->deflater != NULL; }
+
 void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_len) {
     queue_close(st, code, reason, reason_len);
 }

@@ -128,7 +128,10 @@ static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds
     }
     int rc;
     Py_INCREF(data); /* keeps p alive while the GIL is released */
-    if (n >= 16384) {
+    /* Building a frame copies the data once; compressing it costs far more. Releasing the GIL
+     * means handing it to another worker and taking it back, which costs more than a copy of
+     * a medium message, so only compression or a really large copy is worth it. */
+    if (n >= 262144 || (n >= 2048 && mx_ws_deflating(self->st))) {
         Py_BEGIN_ALLOW_THREADS
         rc = mx_ws_send(self->st, opcode, p, (size_t)n);
         Py_END_ALLOW_THREADS

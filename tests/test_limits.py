@@ -188,3 +188,69 @@ def test_write_timeout_drops_a_trickling_reader(serve):
         if not closed:  # the kernel may still hold what was sent before the close: drain it
             got, closed = _recv_until_closed(s, 5.0)
     assert closed
+
+
+_EMFILE_SERVER = r"""
+import resource, sys
+sys.path.insert(0, sys.argv[2])
+from mummyx import Router, Server
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+router = Router()
+router.get("/", lambda request: request.respond(200, body="ok"))
+server = Server(router, workers=2, max_connections=10000).start(int(sys.argv[1]))
+print("ready", flush=True)
+sys.stdin.read()
+server.close()
+"""
+
+
+def test_out_of_descriptors_never_spins_and_recovers(tmp_path):
+    """EMFILE on accept: the server pauses accepting instead of spinning on the listening socket,
+    and serves again once descriptors are free."""
+    import os
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _EMFILE_SERVER, str(port), repo],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    held: list = []
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for _ in range(80):  # far more than the 48 descriptors the server may have
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            held.append(s)
+        time.sleep(0.3)
+
+        def cpu() -> float:
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        before = cpu()
+        time.sleep(1.0)
+        spent = cpu() - before
+        assert spent < 0.5, f"the server burned {spent:.2f} s of CPU in 1 s while out of fds"
+        for s in held:
+            s.close()
+        held.clear()
+        deadline = time.monotonic() + 10
+        while True:  # accepting resumes (the backlog's dead connections are answered or dropped)
+            try:
+                with socket.create_connection((HOST, port), timeout=2) as s:
+                    s.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                    if s.recv(100).startswith(b"HTTP/1.1 200"):
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server never served again"
+            time.sleep(0.2)
+    finally:
+        for s in held:
+            s.close()
+        proc.stdin.close()
+        proc.wait(15)

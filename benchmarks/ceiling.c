@@ -13,10 +13,20 @@
  *                   the next chunk (up to 100 events). Publishing starts once SUBSCRIBERS streams are
  *                   open (default 1) or 30 s after the first. A subscriber with more than 4 MiB
  *                   unsent drops events until it drains.
+ *   PUT /upload  -> the body (Content-Length) goes to $UPLOAD_DIR/blob (default "."): splice(2)
+ *                   socket -> pipe -> a temporary file, renamed when complete; 200 with the byte
+ *                   count. No copy through user space: the least any server can do.
+ *   POST /form   -> multipart/form-data (Content-Length): read(2) into a 1 MiB buffer, memmem for
+ *                   the delimiter, file parts write(2)n to $UPLOAD_DIR/file (temporary file +
+ *                   rename), other parts dropped; 200 with the file bytes. What a server that looks
+ *                   at every byte must do at least.
+ *                   Uploads are handled blocking, one at a time (the loop waits meanwhile), and
+ *                   answered with Connection: close.
  *   anything else -> 404.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -162,6 +172,173 @@ static int header(const char *head, const char *name, char *out, size_t cap) {
     return 0;
 }
 
+/* ---- uploads (blocking; the event loop waits) */
+static const char *upload_dir(void) {
+    const char *d = getenv("UPLOAD_DIR");
+    return d && *d ? d : ".";
+}
+
+/* Read up to n bytes of the body (blocking); 0 at its end or on error. */
+static size_t body_read(int fd, uint8_t *p, size_t n, long long *left) {
+    if ((long long)n > *left) n = (size_t)*left;
+    while (n) {
+        ssize_t r = read(fd, p, n);
+        if (r > 0) { *left -= r; return (size_t)r; }
+        if (r < 0 && errno == EINTR) continue;
+        return 0;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int open_tmp(char *tmp, size_t cap) {
+    snprintf(tmp, cap, "%s/.ceiling-upload-XXXXXX", upload_dir());
+    return mkostemp(tmp, O_CLOEXEC);
+}
+
+/* PUT /upload: `have` body bytes are already in `pre`; the rest (left) is spliced to the file. */
+static long long upload_raw(int sock, const uint8_t *pre, size_t have, long long left, const char **err) {
+    char tmp[4096], dst[4096];
+    int fd = open_tmp(tmp, sizeof tmp), p[2] = {-1, -1};
+    long long total = 0;
+    if (fd < 0) { *err = "cannot create the file"; return -1; }
+    if (write_all(fd, pre, have) < 0) { *err = "write failed"; goto fail; }
+    total = (long long)have;
+    if (pipe2(p, O_CLOEXEC) < 0) { *err = "pipe failed"; goto fail; }
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    while (left > 0) {
+        ssize_t r = splice(sock, NULL, p[1], NULL, left < (1 << 20) ? (size_t)left : (1 << 20), SPLICE_F_MOVE | SPLICE_F_MORE);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) { *err = "body ended early"; goto fail; }
+        left -= r;
+        for (ssize_t out = 0; out < r;) {
+            ssize_t w = splice(p[0], NULL, fd, NULL, (size_t)(r - out), SPLICE_F_MOVE | SPLICE_F_MORE);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) { *err = "splice to the file failed"; goto fail; }
+            out += w;
+        }
+        total += r;
+    }
+    close(p[0]);
+    close(p[1]);
+    snprintf(dst, sizeof dst, "%s/blob", upload_dir());
+    if (close(fd) != 0 || rename(tmp, dst) != 0) { *err = "rename failed"; unlink(tmp); return -1; }
+    return total;
+fail:
+    if (p[0] >= 0) { close(p[0]); close(p[1]); }
+    close(fd);
+    unlink(tmp);
+    return -1;
+}
+
+/* POST /form: a streaming multipart/form-data parser, just strict enough for the benchmark's body. */
+static long long upload_form(int sock, const char *ctype, const uint8_t *pre, size_t have, long long left, const char **err) {
+    const char *b = strcasestr(ctype, "boundary=");
+    if (!b) { *err = "no boundary"; return -1; }
+    b += 9;
+    char delim[256]; /* "\r\n--" boundary */
+    size_t blen = strcspn(b, "; \t\"");
+    if (blen == 0 || blen > 200) { *err = "bad boundary"; return -1; }
+    int dl = snprintf(delim, sizeof delim, "\r\n--%.*s", (int)blen, b);
+    size_t cap = 1 << 20, len = 2, pos = 0;
+    uint8_t *buf = malloc(cap);
+    buf[0] = '\r'; buf[1] = '\n'; /* so the first delimiter looks like the others */
+    memcpy(buf + len, pre, have);
+    len += have;
+    char tmp[4096], dst[4096];
+    int fd = -1, in_headers = 0, done = 0;
+    long long total = 0;
+    for (;;) {
+        if (!in_headers) { /* in a part's data (or before the first delimiter) */
+            uint8_t *hit = memmem(buf + pos, len - pos, delim, (size_t)dl);
+            size_t end = hit ? (size_t)(hit - buf) : (len - pos > (size_t)dl ? len - (size_t)dl : pos);
+            if (fd >= 0 && end > pos) {
+                if (write_all(fd, buf + pos, end - pos) < 0) { *err = "write failed"; goto fail; }
+                total += (long long)(end - pos);
+            }
+            pos = end;
+            if (hit && len - pos >= (size_t)dl + 2) {
+                if (fd >= 0) { /* a file part ends */
+                    snprintf(dst, sizeof dst, "%s/file", upload_dir());
+                    if (close(fd) != 0 || rename(tmp, dst) != 0) { fd = -1; *err = "rename failed"; goto fail; }
+                    fd = -1;
+                }
+                pos += (size_t)dl;
+                if (buf[pos] == '-' && buf[pos + 1] == '-') { done = 1; break; }
+                in_headers = 1;
+                continue;
+            }
+        } else { /* the rest of the delimiter line, then the part's headers */
+            buf[len] = 0;
+            uint8_t *eoh = memmem(buf + pos, len - pos, "\r\n\r\n", 4);
+            if (eoh) {
+                *eoh = 0;
+                if (strstr((char *)buf + pos, "filename=")) {
+                    fd = open_tmp(tmp, sizeof tmp);
+                    if (fd < 0) { *err = "cannot create the file"; goto fail; }
+                }
+                pos = (size_t)(eoh - buf) + 4;
+                in_headers = 0;
+                continue;
+            }
+            if (len - pos > 65536) { *err = "part headers too long"; goto fail; }
+        }
+        /* need more input: keep the unconsumed tail */
+        memmove(buf, buf + pos, len - pos);
+        len -= pos;
+        pos = 0;
+        size_t r = body_read(sock, buf + len, cap - len - 1, &left);
+        if (r == 0) break;
+        len += r;
+    }
+    free(buf);
+    if (!done) { *err = "body ended before the close delimiter"; if (fd >= 0) { close(fd); unlink(tmp); } return -1; }
+    return total;
+fail:
+    free(buf);
+    if (fd >= 0) { close(fd); unlink(tmp); }
+    return -1;
+}
+
+/* PUT /upload or POST /form whose head ends at `used`: consumes the whole body, answers, closes. */
+static void on_upload(conn_t *c, size_t used, int form) {
+    char cl[32] = "", ct[512] = "", resp[256];
+    const char *head = (const char *)c->in, *err = NULL;
+    header(head, "Content-Length", cl, sizeof cl);
+    long long clen = atoll(cl), total;
+    size_t have = c->in_len - used < (size_t)clen ? c->in_len - used : (size_t)clen;
+    int flags = fcntl(c->fd, F_GETFL);
+    fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK);
+    if (form) {
+        header(head, "Content-Type", ct, sizeof ct);
+        total = upload_form(c->fd, ct, c->in + used, have, clen - (long long)have, &err);
+    } else {
+        total = upload_raw(c->fd, c->in + used, have, clen - (long long)have, &err);
+    }
+    fcntl(c->fd, F_SETFL, flags);
+    c->in_len = used; /* the body is consumed: drop what was buffered of it */
+    int n;
+    if (total >= 0) {
+        char num[32];
+        int k = snprintf(num, sizeof num, "%lld", total);
+        n = snprintf(resp, sizeof resp, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", k, num);
+    } else {
+        n = snprintf(resp, sizeof resp, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(err), err);
+    }
+    out_append(c, resp, (size_t)n);
+    c->closing = 1;
+}
+
 /* Consume one request head from c->in; returns bytes used, 0 if incomplete. */
 static size_t on_http(conn_t *c) {
     c->in[c->in_len] = 0;
@@ -186,6 +363,8 @@ static size_t on_http(conn_t *c) {
         if (n_subs == cap_subs) subs = realloc(subs, (size_t)(cap_subs = cap_subs ? cap_subs * 2 : 1024) * sizeof *subs);
         subs[n_subs++] = c;
         if (n_subs == 1) first_sub = time(NULL);
+    } else if (strncmp(head, "PUT /upload ", 12) == 0 || strncmp(head, "POST /form ", 11) == 0) {
+        on_upload(c, used, head[1] == 'O');
     } else {
         static const char h[] = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nNot Found";
         out_append(c, h, sizeof h - 1);

@@ -5,9 +5,11 @@
     python benchmarks/run.py --install       # first apt/pip-install wrk, nginx-light, the peers
     python benchmarks/run.py --duration 5 --servers mummyx,granian --scenarios plaintext
     python benchmarks/run.py --scenarios ws-32b,ws-16k,sse
+    python benchmarks/run.py --scenarios upload-raw,upload-form
 
-HTTP scenarios are driven by wrk; the WebSocket echo scenarios by wsbench.c and the SSE fan-out
-scenario by ssebench.c (both compiled with cc -O2 into benchmarks/results/build/ on first use).
+HTTP scenarios are driven by wrk; the WebSocket echo scenarios by wsbench.c, the SSE fan-out
+scenario by ssebench.c and the upload scenarios by uploadbench.c (all compiled with cc -O2 into
+benchmarks/results/build/ on first use).
 See benchmarks/README.md for what is measured and how.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as _dt
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -41,7 +44,8 @@ PY = sys.executable
 BODY = "Hello, World!"
 PORT_RANGE = (18000, 19999)  # servers listen here (other engineers' tests stay out of it)
 
-# kind: "http" (wrk), "ws" (wsbench: echo), "sse" (ssebench: fan-out).
+# kind: "http" (wrk), "ws" (wsbench: echo), "sse" (ssebench: fan-out), "upload" (uploadbench: one
+# big request body stored to a file).
 SCENARIOS = {
     "plaintext": {"kind": "http", "path": "/", "unit": "req/s",
                   "desc": 'GET / -> "Hello, World!" text/plain'},
@@ -54,16 +58,24 @@ SCENARIOS = {
     "sse": {"kind": "sse", "path": "/events", "unit": "ev/s",
             "desc": "SSE fan-out: 1 publisher, --sse-clients subscribers; events delivered/s at the best "
                     "publish rate of a doubling ramp (see README)"},
+    "upload-raw": {"kind": "upload", "path": "/upload", "method": "PUT", "unit": "MB/s",
+                   "desc": "PUT /upload: a --upload-mib (1 GiB) body of random bytes (Content-Length) streamed "
+                           "to a file; MB/s and the server's peak RSS growth; saved file's size + SHA-256 checked"},
+    "upload-form": {"kind": "upload", "path": "/form", "method": "POST", "unit": "MB/s", "multipart": True,
+                    "desc": "POST /form: multipart/form-data with a small field and a --upload-mib (1 GiB) file part "
+                            "streamed to a file; MB/s of file bytes and peak RSS growth; size + SHA-256 checked"},
 }
 SERVER_ORDER = ["mummyx", "granian", "uvicorn", "gunicorn", "socketify", "nginx", "ceiling"]
 ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
 # Rows that are not Python peers: never the "best peer" of a target.
 NOT_PEERS = {"mummyx", "nginx", "ceiling"}
 BEST_PEER = "best peer"
+# Target marker: mummyx's peak RSS growth during the upload must stay under `minimum` MiB.
+RSS_GROWTH = "rss growth"
 
-# Targets: (scenario, peer / None / BEST_PEER, minimum, strict). With a peer: mummyx rate / peer rate
-# >= minimum (> when strict); BEST_PEER: the fastest clean Python peer of that scenario; None:
-# mummyx rate >= minimum.
+# Targets: (scenario, peer / None / BEST_PEER / RSS_GROWTH, minimum, strict). With a peer: mummyx rate /
+# peer rate >= minimum (> when strict); BEST_PEER: the fastest clean Python peer of that scenario; None:
+# mummyx rate >= minimum; RSS_GROWTH: mummyx's peak RSS growth < minimum MiB.
 TARGETS = [
     ("plaintext", "granian", 1.5, False),
     ("plaintext", "uvicorn", 3.0, False),
@@ -74,6 +86,10 @@ TARGETS = [
     ("ws-16k", "uvicorn", 2.0, False),
     ("ws-16k", "granian", 1.0, True),
     ("sse", BEST_PEER, 5.0, False),
+    ("upload-raw", BEST_PEER, 2.0, False),
+    ("upload-raw", RSS_GROWTH, 32.0, True),
+    ("upload-form", BEST_PEER, 2.0, False),
+    ("upload-form", RSS_GROWTH, 32.0, True),
 ]
 
 
@@ -420,7 +436,7 @@ def kill_all_servers() -> None:
 class Server:
     """A peer: how to tell whether it is there, and how to start it for a scenario.
 
-    `kinds`: the scenario kinds ("http", "ws", "sse") it takes part in; it gets no row elsewhere.
+    `kinds`: the scenario kinds ("http", "ws", "sse", "upload") it takes part in; no row elsewhere.
     """
     kinds = ("http",)
 
@@ -456,15 +472,27 @@ def sse_env(args, rate: float) -> dict:
             "SSE_QUEUE": str(args.sse_queue)}
 
 
+def upload_env(args) -> dict:
+    """Where the upload apps (apps/upload_*_app.py, ceiling.c) save: this run's directory."""
+    return {**os.environ, "UPLOAD_DIR": str(args.upload_run_dir)}
+
+
+def is_form(scenario: str) -> bool:
+    return bool(SCENARIOS[scenario].get("multipart"))
+
+
 class Mummyx(Server):
     """Uses the installed mummyx; failing that, an in-place build in the repo (PYTHONPATH=repo)."""
-    kinds = ("http", "ws", "sse")
+    kinds = ("http", "ws", "sse", "upload")
     # What each kind of scenario needs from the package.
     _checks = {
         "http": "mummyx; mummyx.Server; mummyx.Router",
         "ws": "mummyx; mummyx.Server; mummyx.Router; mummyx.WebSocket; mummyx.WebSocketEvent; mummyx.Message",
         "sse": "mummyx; mummyx.Server; mummyx.Router; mummyx.SSEChannel",
+        "upload": "mummyx; mummyx.Server; mummyx.Router; mummyx._mummyx.Request.save_body; "
+                  "mummyx._mummyx.Request.multipart; mummyx._mummyx.Part.save",
     }
+    _missing = {"ws": "WebSocket", "sse": "SSE", "upload": "streamed-upload"}
 
     def __init__(self, name, label):
         super().__init__(name, label)
@@ -488,7 +516,7 @@ class Mummyx(Server):
                 else:
                     err = f"{err}; from the source tree: {err2}"
             if err is not None and k != "http":
-                err = f"no {'WebSocket' if k == 'ws' else 'SSE'} support yet: {err}"
+                err = f"no {self._missing[k]} support yet: {err}"
             self._err[k] = None if err is None else f"not installed ({err})"
         return self._err[k]
 
@@ -502,6 +530,8 @@ class Mummyx(Server):
         if k == "sse":
             return [PY, str(APPS / "mummyx_sse_app.py"), str(port), f"{args.sse_rate_now:g}", str(threads),
                     str(args.sse_clients)]
+        if k == "upload":
+            return [PY, str(APPS / "mummyx_upload_app.py"), str(port), str(threads), str(args.upload_run_dir)]
         return [PY, str(APPS / "mummyx_app.py"), str(port), str(threads)]
 
     def version(self):
@@ -512,17 +542,25 @@ class Mummyx(Server):
         return v
 
     def notes(self, scenario, threads, args):
+        if kind(scenario) == "upload":
+            how = "multipart() + part.save()" if is_form(scenario) else "save_body()"
+            return f"{how}, workers={threads}"
         return f"workers={threads}" + (", publisher thread" if kind(scenario) == "sse" else "")
 
 
 class Granian(Server):
-    kinds = ("http", "ws", "sse")
+    kinds = ("http", "ws", "sse", "upload")
 
     def label(self, scenario):
-        return {"http": "granian (WSGI)", "ws": "granian (RSGI)", "sse": "granian (ASGI)"}[kind(scenario)]
+        return {"http": "granian (WSGI)", "ws": "granian (RSGI)", "sse": "granian (ASGI)",
+                "upload": "granian (RSGI)"}[kind(scenario)]
 
     def unavailable(self, scenario):
-        return None if pkg_version("granian") else "not installed (pip install granian)"
+        if not pkg_version("granian"):
+            return "not installed (pip install granian)"
+        if is_form(scenario) and not pkg_version("streaming-form-data"):
+            return "not installed (pip install streaming-form-data)"
+        return None
 
     def command(self, scenario, port, threads, tmp, args):
         common = ["--http", "1", "--workers", "1", "--runtime-threads", "1", "--no-access-log",
@@ -533,10 +571,14 @@ class Granian(Server):
         if k == "sse":
             return [PY, "-m", "granian", "--interface", "asgi", "--no-ws", "--backlog", "4096"] + common + \
                 ["sse_asgi_app:app"]
+        if k == "upload":
+            return [PY, "-m", "granian", "--interface", "rsgi", "--no-ws"] + common + ["upload_rsgi_app:app"]
         return [PY, "-m", "granian", "--interface", "wsgi", "--blocking-threads", str(threads), "--no-ws"] + \
             common + ["wsgi_app:app"]
 
     def env(self, scenario, args):
+        if kind(scenario) == "upload":
+            return upload_env(args)
         return sse_env(args, args.sse_rate_now) if kind(scenario) == "sse" else None
 
     def version(self):
@@ -548,24 +590,31 @@ class Granian(Server):
             return "rsgi, 1 worker"
         if k == "sse":
             return "asgi, hand-written fan-out (a queue per subscriber)"
+        if k == "upload":
+            return "rsgi, 1 worker, " + (f"streaming-form-data {pkg_version('streaming-form-data')}"
+                                          if is_form(scenario) else "async for chunk -> file.write")
         return f"wsgi, blocking-threads={threads}"
 
 
 class Uvicorn(Server):
-    kinds = ("http", "ws", "sse")
+    kinds = ("http", "ws", "sse", "upload")
 
     def label(self, scenario):
         return {"http": "uvicorn (httptools)", "ws": "uvicorn (websockets)",
-                "sse": "uvicorn (sse-starlette)"}[kind(scenario)]
+                "sse": "uvicorn (sse-starlette)", "upload": "uvicorn (httptools)"}[kind(scenario)]
 
     def unavailable(self, scenario):
         need = {"http": ("uvicorn", "httptools", "uvloop"), "ws": ("uvicorn", "httptools", "uvloop", "websockets"),
-                "sse": ("uvicorn", "httptools", "uvloop", "sse-starlette", "starlette")}[kind(scenario)]
+                "sse": ("uvicorn", "httptools", "uvloop", "sse-starlette", "starlette"),
+                "upload": ("uvicorn", "httptools", "uvloop")}[kind(scenario)]
+        if is_form(scenario):
+            need += ("streaming-form-data",)
         missing = [m for m in need if not pkg_version(m)]
         return f"not installed ({', '.join(missing)})" if missing else None
 
     def command(self, scenario, port, threads, tmp, args):
-        app = {"http": "asgi_app:app", "ws": "ws_asgi_app:app", "sse": "sse_starlette_app:app"}[kind(scenario)]
+        app = {"http": "asgi_app:app", "ws": "ws_asgi_app:app", "sse": "sse_starlette_app:app",
+               "upload": "upload_asgi_app:app"}[kind(scenario)]
         argv = [PY, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
                 "--workers", "1", "--http", "httptools", "--loop", "uvloop",
                 "--no-access-log", "--log-level", "warning"]
@@ -574,9 +623,13 @@ class Uvicorn(Server):
             argv += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
         elif kind(scenario) == "sse":
             argv += ["--ws", "none", "--backlog", "4096"]
+        elif kind(scenario) == "upload":
+            argv += ["--ws", "none"]
         return argv
 
     def env(self, scenario, args):
+        if kind(scenario) == "upload":
+            return upload_env(args)
         return sse_env(args, args.sse_rate_now) if kind(scenario) == "sse" else None
 
     def version(self):
@@ -588,6 +641,9 @@ class Uvicorn(Server):
             return f"asgi, websockets {pkg_version('websockets')} (sans-io), uvloop"
         if k == "sse":
             return f"sse-starlette {pkg_version('sse-starlette')}, uvloop"
+        if k == "upload":
+            return "asgi, uvloop, " + (f"streaming-form-data {pkg_version('streaming-form-data')}"
+                                       if is_form(scenario) else "receive() -> file.write")
         return "asgi, httptools+uvloop" + (", asyncio.sleep" if scenario == "sleep" else "")
 
 
@@ -671,7 +727,7 @@ class Nginx(Server):
 
 class Ceiling(Server):
     """benchmarks/ceiling.c: the least a server can do in these scenarios (no Python)."""
-    kinds = ("ws", "sse")
+    kinds = ("ws", "sse", "upload")
 
     def unavailable(self, scenario):
         path, err = build_tool("ceiling")
@@ -684,10 +740,16 @@ class Ceiling(Server):
             argv += [f"{args.sse_rate_now:g}", str(args.sse_clients)]
         return argv
 
+    def env(self, scenario, args):
+        return upload_env(args) if kind(scenario) == "upload" else None
+
     def version(self):
         return "benchmarks/ceiling.c"
 
     def notes(self, scenario, threads, args):
+        if kind(scenario) == "upload":
+            return ("C, read + memmem + write (1 MiB buffer)" if is_form(scenario)
+                    else "C, splice socket -> pipe -> file (no user-space copy)")
         return "C, epoll, 1 thread" + (", timerfd publisher" if kind(scenario) == "sse" else "")
 
 
@@ -887,6 +949,8 @@ def bench_one(args, server: Server, scenario: str) -> dict:
     k = kind(scenario)
     if k == "http":
         threads = args.sleep_threads if scenario == "sleep" else args.plain_threads
+    elif k == "upload":
+        threads = args.upload_workers
     else:
         threads = args.ws_workers
     row = new_row(server, scenario, threads, args)
@@ -897,6 +961,8 @@ def bench_one(args, server: Server, scenario: str) -> dict:
         return row
     if k == "sse":
         return bench_sse(args, server, scenario, threads, row)
+    if k == "upload":
+        return bench_upload(args, server, scenario, threads, row)
     if args.wait_idle > 0:
         before = wait_for_idle(args.noise_limit, args.wait_idle,
                                parse_cpus(args.server_cpu), parse_cpus(args.client_cpu))
@@ -1081,6 +1147,278 @@ def bench_sse(args, server: Server, scenario: str, threads: int, row: dict) -> d
     return row
 
 
+# --------------------------------------------------------------------------- uploads
+
+GIB = 1 << 30
+FORM_BOUNDARY = "mummyxbench" + "7d3f0c9a5e1b4f2a8c6d0e9b1a2f3c4d"  # random data never holds it (p ~ 0)
+FORM_FIELD = b"a small form field"
+
+
+def form_wrap() -> tuple[str, str, str]:
+    """-> (Content-Type, body before the file bytes, body after them) of the upload-form request."""
+    b = FORM_BOUNDARY
+    pre = (f"--{b}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n{FORM_FIELD.decode()}\r\n"
+           f"--{b}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"blob.bin\"\r\n"
+           "Content-Type: application/octet-stream\r\n\r\n")
+    return f"multipart/form-data; boundary={b}", pre, f"\r\n--{b}--\r\n"
+
+
+def fs_type(path: Path) -> str:
+    """Filesystem type of the mount holding path (longest mount-point prefix in /proc/mounts)."""
+    best, typ = "", "?"
+    try:
+        real = os.path.realpath(path)
+        with open("/proc/mounts") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mnt = parts[1].replace("\\040", " ")
+                if (real == mnt or real.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    best, typ = mnt, parts[2]
+    except OSError:
+        pass
+    return typ
+
+
+def upload_space_needed(args) -> int:
+    """The source file + one saved copy (+ its temporary twin while renaming), with 1 GiB to spare."""
+    return max(3 * GIB, 2 * args.upload_bytes + GIB)
+
+
+def prepare_upload(args) -> None:
+    """Picks the directory, checks free space, writes the random source file once (SHA-256 kept).
+
+    Sets args.upload_base (a fresh directory, removed at exit), args.upload_src, args.upload_sha256,
+    or args.upload_skip (why the upload rows are skipped).
+    """
+    args.upload_skip = None
+    need = upload_space_needed(args)
+    if args.upload_dir:
+        parent = Path(args.upload_dir)
+    else:
+        # tmpfs by default: the numbers are the servers', not the disk's (the same for every server).
+        shm = Path("/dev/shm")
+        parent = Path(tempfile.gettempdir())
+        if shm.is_dir() and os.access(shm, os.W_OK) and fs_type(shm) == "tmpfs":
+            try:
+                if shutil.disk_usage(shm).free >= need:
+                    parent = shm
+            except OSError:
+                pass
+    try:
+        free = shutil.disk_usage(parent).free
+    except OSError as e:
+        args.upload_skip = f"skipped: cannot use {parent} ({e})"
+        return
+    if free < need:
+        args.upload_skip = (f"skipped: only {free / GIB:.1f} GiB free in {parent} ({fs_type(parent)}); the upload "
+                            f"scenarios need {need / GIB:.0f} GiB (--upload-dir DIR elsewhere, or a smaller --upload-mib)")
+        log(f"== uploads {args.upload_skip}")
+        return
+    base = Path(tempfile.mkdtemp(prefix="mummyx-bench-upload-", dir=str(parent)))
+    args.upload_base = base
+    args.upload_fs = fs_type(base)
+    atexit.register(shutil.rmtree, base, True)
+    src = base / "source.bin"
+    log(f"== writing {args.upload_bytes / 2**20:,.0f} MiB of random bytes to {src} ({args.upload_fs})")
+    h = hashlib.sha256()
+    left = args.upload_bytes
+    with open(src, "wb") as f:
+        while left:
+            chunk = os.urandom(min(left, 16 << 20))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    args.upload_src, args.upload_sha256 = src, h.hexdigest()
+
+
+class PidRssSampler(threading.Thread):
+    """Sums VmRSS over a fixed set of pids every `interval` s (the server tree does not change mid-upload)."""
+
+    def __init__(self, pids: list[int], interval: float):
+        super().__init__(daemon=True)
+        self.pids, self.interval = pids, interval
+        self.max_kb = 0
+        self.samples = 0
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            kb = sum(status_kb(p, "VmRSS") for p in self.pids)
+            self.max_kb = max(self.max_kb, kb)
+            self.samples += 1
+            if self._stop_evt.wait(self.interval):
+                return
+
+    def stop(self) -> int:
+        self._stop_evt.set()
+        self.join(2)
+        kb = sum(status_kb(p, "VmRSS") for p in self.pids)  # one last sample
+        return max(self.max_kb, kb)
+
+
+def reset_hwm(pids: list[int]) -> bool:
+    """Resets each process's VmHWM to its current RSS (`5` > /proc/PID/clear_refs); False if any failed."""
+    ok = True
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            ok = False
+    return ok
+
+
+def run_upload(args, port: int, scenario: str, nbytes: int | None = None) -> tuple[dict | None, str, int]:
+    """One uploadbench run against PORT (all of the source file, or its first nbytes)."""
+    sc = SCENARIOS[scenario]
+    argv = ["-p", str(port), "-u", sc["path"], "-m", sc["method"], "-f", str(args.upload_src), "-q",
+            "-t", f"{args.upload_timeout:g}"]
+    if nbytes is not None:
+        argv += ["-n", str(nbytes)]
+    if is_form(scenario):
+        ctype, pre, post = form_wrap()
+        argv += ["-c", ctype, "-P", pre, "-S", post]
+    return run_tool(args, "uploadbench", argv, args.upload_timeout + 30)
+
+
+def check_saved(args, run_dir: Path, scenario: str, res: dict | None, text: str, rc: int, nbytes: int,
+                sha256: str | None) -> list[str]:
+    """What is wrong with one upload (response, saved file, leftovers); [] when all is right. Empties run_dir."""
+    bad: list[str] = []
+    name = "file" if is_form(scenario) else "blob"
+    try:
+        if res is None:
+            bad.append(f"uploadbench gave no result (exit {rc}): {text.strip()[-300:]}")
+            return bad
+        if res.get("error"):
+            bad.append(f"uploadbench: {res['error']}")
+        if res.get("status") != 200:
+            bad.append(f"status {res.get('status')} ({res.get('response_body', '')[:80]!r})")
+        elif res.get("response_body", "").strip() != str(nbytes):
+            bad.append(f"answered {res.get('response_body', '')[:40]!r}, expected {nbytes}")
+        saved = run_dir / name
+        others = sorted(p.name for p in run_dir.iterdir() if p.name != name)
+        if others:
+            bad.append("files left behind: " + ", ".join(others[:5]))
+        if not saved.exists():
+            bad.append(f"no {name} saved")
+            return bad
+        size = saved.stat().st_size
+        if size != nbytes:
+            bad.append(f"saved {size:,} bytes, sent {nbytes:,}")
+        elif sha256:
+            with open(saved, "rb") as f:
+                got = hashlib.file_digest(f, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else None
+                if got is None:
+                    h = hashlib.sha256()
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        h.update(block)
+                    got = h.hexdigest()
+            if got != sha256:
+                bad.append("saved file's SHA-256 differs from what was sent")
+        return bad
+    finally:
+        for p in list(run_dir.iterdir()):
+            try:
+                p.unlink()
+            except OSError:
+                pass
+
+
+def bench_upload(args, server: Server, scenario: str, threads: int, row: dict) -> dict:
+    """A fresh server; a small unrecorded upload; then --upload-reps recorded uploads of the whole source
+    file (the fastest is reported), each checked (status, answer, size, SHA-256) and deleted."""
+    if args.upload_skip:
+        row["status"], row["reason"] = "skipped", args.upload_skip
+        return row
+    if args.wait_idle > 0:
+        row["other_cpu_before"] = round(wait_for_idle(args.noise_limit, args.wait_idle,
+                                                      parse_cpus(args.server_cpu), parse_cpus(args.client_cpu)), 3)
+    log(f"== {server.name:<10} {scenario:<11} {row['notes']}")
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{server.name}-{scenario}-", dir=str(args.upload_base)))
+    args.upload_run_dir = run_dir
+    st = Started(args, server, scenario, threads, row)
+    size = args.upload_bytes
+    try:
+        if st.error:
+            row.update(status="failed", failed=True, reason=f"did not start: {st.error}")
+            row["failures"].append(row["reason"])
+            return row
+        warm = min(size, args.upload_warmup_mib << 20)
+        if warm:
+            res, text, rc = run_upload(args, st.port, scenario, warm)
+            bad = check_saved(args, run_dir, scenario, res, text, rc, warm, None)
+            if bad:
+                row["failures"].append("warm-up upload: " + "; ".join(bad))
+                row["failed"] = True
+                row["server_log_tail"] = st.sp.log_tail()
+                log(f"   FAIL: {row['failures'][0]}")
+                return row
+        time.sleep(0.2)
+        pids = tree_pids(st.sp.proc.pid)
+        startup_hwm = st.sp.peak_hwm_kb()
+        idle = {p: status_kb(p, "VmRSS") for p in pids}
+        idle_kb = sum(idle.values())
+        row["idle_rss_kb"] = idle_kb
+        reps = []
+        for i in range(args.upload_reps):
+            if i and args.wait_idle > 0:
+                wait_for_idle(args.noise_limit, args.wait_idle, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu))
+            hwm_ok = reset_hwm(pids)
+            sampler = PidRssSampler(pids, args.upload_rss_interval)
+            sampler.start()
+            load = OtherLoad(st.sp.proc.pid, parse_cpus(args.server_cpu), parse_cpus(args.client_cpu)).start()
+            res, text, rc = run_upload(args, st.port, scenario)
+            server_cpu, other_cpu = load.stop()
+            sampled_kb = sampler.stop()
+            hwm = {p: status_kb(p, "VmHWM") for p in pids}
+            rep: dict = {"mb_per_s": None, "seconds": None, "client_cpu": None,
+                         "server_cpu": round(server_cpu, 3), "other_cpu": round(other_cpu, 3),
+                         "noisy": other_cpu > args.noise_limit, "peak_rss_sampled_kb": sampled_kb,
+                         "rss_samples": sampler.samples,
+                         "peak_rss_hwm_kb": sum(hwm.values()) if hwm_ok else None}
+            # Growth over the idle RSS: the 10 ms samples' peak, or VmHWM's (reset just before), whichever
+            # is higher; per process, so a spike between two samples is not missed.
+            growth = sampled_kb - idle_kb
+            if hwm_ok:
+                growth = max(growth, sum(max(0, hwm[p] - idle[p]) for p in pids))
+            rep["rss_growth_kb"] = max(0, growth)
+            if res is not None:
+                rep.update(mb_per_s=res.get("mb_per_s"), seconds=res.get("seconds"), client_cpu=res.get("client_cpu"),
+                           send_seconds=res.get("send_seconds"), status=res.get("status"))
+            rep["failures"] = check_saved(args, run_dir, scenario, res, text, rc, size, args.upload_sha256)
+            died = st.died()
+            if died:
+                rep["failures"].append(died)
+            reps.append(rep)
+            log(f"   #{i + 1}: {fmt_rps(rep['mb_per_s'])} MB/s in {rep['seconds'] or 0:.2f}s  RSS +"
+                f"{rep['rss_growth_kb'] / 1024:.1f} MiB (idle {idle_kb / 1024:.1f} MiB)  server {rep['server_cpu']} "
+                f"CPU, others {rep['other_cpu']} CPU, client {rep['client_cpu']} CPU"
+                + (f"  FAIL: {'; '.join(rep['failures'])}" if rep["failures"] else ""))
+            if died:
+                break
+        row["reps"] = reps
+        clean = [r for r in reps if not r["failures"] and r["mb_per_s"]]
+        best = max(clean or reps, key=lambda r: r["mb_per_s"] or 0)
+        row["rps"] = best["mb_per_s"]
+        for key in ("seconds", "client_cpu", "server_cpu", "other_cpu", "noisy", "peak_rss_sampled_kb"):
+            row[key] = best.get(key)
+        row["requests"] = len(reps)
+        row["rss_growth_kb"] = max(r["rss_growth_kb"] for r in reps)  # the worst upload counts
+        row["peak_rss_kb"] = max([startup_hwm] + [r["peak_rss_hwm_kb"] or r["peak_rss_sampled_kb"] for r in reps])
+        row["notes"] += f"; best of {len(reps)}: " + ", ".join(fmt_rps(r["mb_per_s"]) for r in reps) + " MB/s"
+        for r in reps:
+            row["failures"].extend(f for f in r["failures"] if f not in row["failures"])
+        row["failed"] = bool(row["failures"])
+        _client_check(args, row)
+        return row
+    finally:
+        st.close(1.0)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- report
 
 def fmt_rps(v) -> str:
@@ -1145,7 +1483,10 @@ def evaluate_targets(rows, scenarios) -> list[dict]:
         unit = SCENARIOS[scenario]["unit"]
         m = find(rows, "mummyx", scenario)
         notes: list[str] = []
-        if peer == BEST_PEER:
+        if peer == RSS_GROWTH:
+            p = None
+            desc = f"{scenario}: mummyx RSS growth {'<' if strict else '<='} {minimum:g} MiB"
+        elif peer == BEST_PEER:
             p = best_peer(rows, scenario)
             if p is None:
                 notes.append("no Python peer ran cleanly")
@@ -1160,27 +1501,39 @@ def evaluate_targets(rows, scenarios) -> list[dict]:
         m_ran = bool(m and m["status"] == "ok" and m["rps"])
         if not m_ran:
             notes.append(_why(m, "mummyx"))
-        if peer not in (None, BEST_PEER) and not usable(p):
+        if peer not in (None, BEST_PEER, RSS_GROWTH) and not usable(p):
             notes.append(_why(p, peer))
-        if m_ran and (peer is None or (p and p["rps"])):
+        if peer == RSS_GROWTH:
+            if m_ran and m.get("rss_growth_kb") is not None:
+                value = m["rss_growth_kb"] / 1024
+        elif m_ran and (peer is None or (p and p["rps"])):
             value = m["rps"] if peer is None else m["rps"] / p["rps"]
         if peer == BEST_PEER and p is not None:
             notes.append(f"best peer: {p['label']}")
         if m_ran and m["failed"]:
             verdict = "FAIL"
             notes.insert(0, "mummyx run had errors")
+        elif value is not None and peer == RSS_GROWTH:
+            verdict = "PASS" if (value < minimum if strict else value <= minimum) else "FAIL"
         elif value is not None and (peer is None or usable(p)):
             ok = value > minimum if strict else value >= minimum
             verdict = "PASS" if ok else "FAIL"
         out.append({"target": desc, "scenario": scenario, "peer": peer,
                     "peer_used": p["server"] if p else None, "minimum": minimum, "strict": strict,
-                    "value": value, "unit": unit if peer is None else "x", "result": verdict,
+                    "value": value, "unit": "MiB" if peer == RSS_GROWTH else unit if peer is None else "x",
+                    "result": verdict,
                     "note": "; ".join(notes)})
     return out
 
 
+def fmt_growth(kb) -> str:
+    return "—" if kb is None else f"+{kb / 1024:.1f} MiB"
+
+
 def render_table(rows, targets, args) -> str:
-    head = ["scenario", "server", "rate", "p99", "peak RSS", "mummyx/peer", "check", "config"]
+    uploads = any(kind(r["scenario"]) == "upload" for r in rows)
+    head = ["scenario", "server", "rate", "p99", "peak RSS"] + (["RSS growth"] if uploads else []) + \
+        ["mummyx/peer", "check", "config"]
     body = []
     for r in rows:
         if r["status"] != "ok":
@@ -1188,8 +1541,8 @@ def render_table(rows, targets, args) -> str:
         elif r["failed"]:
             check = "FAIL: " + "; ".join(r["failures"])
         else:
-            check = {"http": "ok (all 2xx)", "ws": "ok (all echoes verified)",
-                     "sse": "ok (all subscribed)"}[kind(r["scenario"])]
+            check = {"http": "ok (all 2xx)", "ws": "ok (all echoes verified)", "sse": "ok (all subscribed)",
+                     "upload": "ok (answer, size, SHA-256 verified)"}[kind(r["scenario"])]
         for w in r.get("warnings") or []:
             check += f"; {w}"
         if r.get("noisy"):
@@ -1198,10 +1551,11 @@ def render_table(rows, targets, args) -> str:
         if r.get("mummyx_ratio") is not None and r["server"] != "mummyx":
             ratio = f"{r['mummyx_ratio']:.2f}x"
         rate = "—" if r["rps"] is None else f"{fmt_rps(r['rps'])} {r.get('unit', 'req/s')}"
-        body.append([r["scenario"], r["label"], rate, fmt_ms(r["p99_ms"]),
-                     fmt_mb(r["peak_rss_kb"]), ratio, check, r["notes"] if r["status"] == "ok" else ""])
+        body.append([r["scenario"], r["label"], rate, fmt_ms(r["p99_ms"]), fmt_mb(r["peak_rss_kb"])]
+                    + ([fmt_growth(r.get("rss_growth_kb"))] if uploads else [])
+                    + [ratio, check, r["notes"] if r["status"] == "ok" else ""])
     widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
-    right = {2, 3, 4, 5}
+    right = {2, 3, 4, 5, 6} if uploads else {2, 3, 4, 5}
 
     def line(cells):
         return "  ".join((str(c).rjust(w) if i in right else str(c).ljust(w))
@@ -1219,6 +1573,8 @@ def render_table(rows, targets, args) -> str:
     for t in targets:
         if t["value"] is None:
             val = "—"
+        elif t["peer"] == RSS_GROWTH:
+            val = f"{t['value']:.1f} MiB"
         elif t["peer"] is None:
             val = f"{t['value']:,.0f} {t['unit']}"
         else:
@@ -1241,6 +1597,12 @@ def render_table(rows, targets, args) -> str:
                "of it or > 10 % more than before" if ramp else "publish rates " + ",".join(f"{x:g}" for x in rates))
         lines.append(f"sse: ssebench -c{args.sse_clients} -d{args.sse_duration:g} -w{args.sse_warmup:g} per rate; "
                      f"{how}; best events/s reported (* = did not keep up), p99 = publish -> receive at that rate.")
+    if uploads and getattr(args, "upload_src", None):
+        lines.append(f"upload: uploadbench (sendfile) sends {args.upload_bytes / 2**20:,.0f} MiB of random bytes "
+                     f"(multipart-wrapped for upload-form) to a fresh server, saved to {args.upload_fs} "
+                     f"({args.upload_base.parent}); best of {args.upload_reps} after a {args.upload_warmup_mib} MiB "
+                     "warm-up; MB/s = file bytes / 10^6 / (connect -> response); RSS growth = peak over the idle "
+                     f"RSS (VmRSS every {args.upload_rss_interval * 1000:g} ms, VmHWM reset before each upload).")
     lines.append(f"Server on CPU {args.server_cpu}, load generator on CPU {args.client_cpu}; "
                  "peak RSS = sum of VmHWM over the server's process tree.")
     return "\n".join(lines)
@@ -1284,8 +1646,22 @@ def main(argv=None) -> int:
                      help="unrecorded seconds per rate after all clients subscribed (default 1)")
     sse.add_argument("--sse-queue", type=int, default=256,
                      help="per-subscriber queue bound in the Python peers' apps; full = drop (default 256)")
+    up = ap.add_argument_group("upload scenarios (upload-raw, upload-form; load generator uploadbench.c)")
+    up.add_argument("--upload-mib", type=int, default=1024, help="body (file) size in MiB (default 1024 = 1 GiB)")
+    up.add_argument("--upload-reps", type=int, default=3,
+                    help="recorded uploads per server and scenario; the fastest is reported (default 3)")
+    up.add_argument("--upload-warmup-mib", type=int, default=8,
+                    help="size of the unrecorded upload before the idle RSS is read (default 8; 0 = none)")
+    up.add_argument("--upload-dir", default=None, metavar="DIR",
+                    help="where the source file and the servers' saved files go (in a fresh temp dir inside DIR; "
+                         "default /dev/shm when it is tmpfs with room, else the system temp dir)")
+    up.add_argument("--upload-workers", type=int, default=4, help="mummyx worker threads (default 4)")
+    up.add_argument("--upload-rss-interval", type=float, default=0.01, metavar="S",
+                    help="RSS sampling period during an upload (default 0.01)")
+    up.add_argument("--upload-timeout", type=float, default=300, metavar="S",
+                    help="give up on one upload after S seconds without progress (default 300)")
     ap.add_argument("--client-bound", type=float, default=0.9, metavar="CPU",
-                    help="warn CLIENT-BOUND when wsbench/ssebench used more CPU than this (default 0.9)")
+                    help="warn CLIENT-BOUND when wsbench/ssebench/uploadbench used more CPU than this (default 0.9)")
     ap.add_argument("--server-cpu", default="0", help="CPU list for servers (taskset -c; default 0)")
     ap.add_argument("--client-cpu", default="1", help="CPU list for the load generator (taskset -c; default 1)")
     ap.add_argument("--no-pin", action="store_true", help="do not taskset the server or the load generator")
@@ -1322,13 +1698,18 @@ def main(argv=None) -> int:
         log("error: wrk not found. Install it with `python benchmarks/run.py --install` "
             "or `apt-get install wrk`.")
         return 2
-    for k, tool in (("ws", "wsbench"), ("sse", "ssebench")):
+    for k, tool in (("ws", "wsbench"), ("sse", "ssebench"), ("upload", "uploadbench")):
         if k in kinds:
             path, err = build_tool(tool)
             if not path:
                 log(f"error: cannot build benchmarks/{tool}.c: {err}")
                 return 2
     args.sse_rate_now = args.sse_rate_start
+    args.upload_bytes = args.upload_mib << 20
+    args.upload_src = args.upload_base = args.upload_fs = args.upload_sha256 = args.upload_run_dir = None
+    args.upload_skip = None
+    if args.upload_mib <= 0 or args.upload_reps <= 0:
+        ap.error("--upload-mib and --upload-reps must be positive")
     # 1,000 SSE clients + the servers' own sockets: children inherit the raised limit.
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -1361,6 +1742,8 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGHUP, on_signal)
 
     started = _dt.datetime.now(_dt.timezone.utc)
+    if "upload" in kinds:
+        prepare_upload(args)
     rows = []
     try:
         for scenario in scenarios:
@@ -1384,14 +1767,17 @@ def main(argv=None) -> int:
         "wrk": tool_version(["wrk", "--version"]),
         "versions": {n: SERVERS[n].version() for n in servers},
         "peer_packages": {n: pkg_version(n) for n in ("websockets", "sse-starlette", "starlette", "uvloop",
-                                                       "httptools")},
+                                                       "httptools", "streaming-form-data")},
         "git_commit": git_commit(),
     }
     config = {k: getattr(args, k) for k in ("duration", "warmup", "connections", "plain_threads",
                                             "sleep_threads", "server_cpu", "client_cpu", "noise_limit", "wait_idle",
                                             "ws_connections", "ws_inflight", "ws_workers", "sse_clients",
                                             "sse_rate_start", "sse_rate_max", "sse_rates", "sse_duration",
-                                            "sse_warmup", "sse_queue", "client_bound")}
+                                            "sse_warmup", "sse_queue", "client_bound", "upload_mib", "upload_reps",
+                                            "upload_warmup_mib", "upload_workers", "upload_rss_interval",
+                                            "upload_fs")}
+    config["upload_dir"] = str(args.upload_base.parent) if args.upload_base else args.upload_dir
     config["scenarios"] = {s: SCENARIOS[s]["desc"] for s in scenarios}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

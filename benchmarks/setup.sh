@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what benchmarks/run.py drives: wrk, nginx-light (+ echo module for the nginx
 # sleep row), libuv1 (for socketify), taskset, a C compiler (run.py builds wsbench.c,
-# ssebench.c and ceiling.c with cc -O2), and the Python peers.
+# ssebench.c, uploadbench.c and ceiling.c with cc -O2), and the Python peers (with
+# streaming-form-data for the upload-form scenario).
 # Usage: bash benchmarks/setup.sh      (PYTHON=/path/to/python to pick the interpreter)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

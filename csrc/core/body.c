@@ -159,19 +159,18 @@ static mode_t process_umask(void) {
     return um;
 }
 
-int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written) {
+int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *written) {
     *written = 0;
+    size_t plen = strlen(path);
     char *copy = strdup(path);
-    char *tmp = malloc(strlen(path) + 32);
-    char *buf = malloc(256 * 1024);
+    char *tmp = malloc(plen + 32);
     int rc = 0, fd = -1, made = 0;
-    if (!copy || !tmp || !buf) {
+    if (!copy || !tmp) {
         rc = MX_ENOMEM;
         goto done;
     }
     /* The temporary file lives next to the target, so the final rename cannot cross devices. */
-    const char *dir = dirname(copy);
-    snprintf(tmp, strlen(path) + 32, "%s/.mummyx-upload-XXXXXX", dir);
+    snprintf(tmp, plen + 32, "%s/.mummyx-upload-XXXXXX", dirname(copy));
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         rc = MX_ESYS;
@@ -179,24 +178,26 @@ int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written) {
     }
     made = 1;
     for (;;) {
-        ssize_t n = mx_req_read(r, buf, 256 * 1024);
-        if (n == 0)
-            break;
-        if (n < 0) {
-            rc = (int)n;
+        const char *d;
+        size_t k;
+        int t = pull(ctx, &d, &k);
+        if (t < 0) {
+            rc = t;
             goto done;
         }
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = write(fd, buf + off, (size_t)(n - off));
+        if (t == 0)
+            break;
+        for (size_t off = 0; off < k;) {
+            ssize_t w = write(fd, d + off, k - off);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
                 rc = MX_ESYS;
                 goto done;
             }
-            off += w;
+            off += (size_t)w;
         }
-        *written += (uint64_t)n;
+        *written += k;
     }
     /* mkstemp makes the file 0600; give it the usual mode for new files (umask applied). */
     fchmod(fd, 0666 & ~process_umask());
@@ -214,11 +215,35 @@ done:
         if (fd >= 0)
             close(fd);
         if (made)
-            unlink(tmp); /* a partial upload leaves nothing behind */
+            unlink(tmp); /* a partial write leaves nothing behind */
         errno = saved;
     }
     free(copy);
     free(tmp);
-    free(buf);
+    return rc;
+}
+
+typedef struct {
+    mx_req_t *r;
+    char *buf;
+} body_pull_t;
+
+static int pull_body(void *ctx, const char **data, size_t *len) {
+    body_pull_t *b = ctx;
+    ssize_t n = mx_req_read(b->r, b->buf, 256 * 1024);
+    if (n <= 0)
+        return (int)n;
+    *data = b->buf;
+    *len = (size_t)n;
+    return 1;
+}
+
+int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written) {
+    body_pull_t b = {r, malloc(256 * 1024)};
+    *written = 0;
+    if (!b.buf)
+        return MX_ENOMEM;
+    int rc = mx_save_to_file(path, pull_body, &b, written);
+    free(b.buf);
     return rc;
 }

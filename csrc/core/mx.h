@@ -216,6 +216,15 @@ int mx_req_streamed(const mx_req_t *r);
  */
 int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
 
+/*
+ * Writes what pull(ctx, &data, &len) yields (1: data, 0: the end, < 0: an error code returned
+ * as is) into a temporary file next to path, renamed into place once complete; on any failure
+ * the temporary file is removed. Returns 0 with *written set, pull's error, MX_ENOMEM, or
+ * MX_ESYS with errno set. No GIL needed. Shared by save_body and multipart Part.save.
+ */
+typedef int (*mx_pull_fn)(void *ctx, const char **data, size_t *len);
+int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *written);
+
 /* Reference counting; any thread. The last decref frees the request. */
 void mx_req_incref(mx_req_t *r);
 void mx_req_decref(mx_req_t *r);

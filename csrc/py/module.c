@@ -34,6 +34,25 @@ void pymx_raise_core_error(int rc, const char *what) {
     }
 }
 
+/* iter(partial(obj.read, size), b""): an iterator of read(size) results until b"" (used by
+ * Request.iter_body and Part.iter_chunks). */
+PyObject *pymx_chunk_iter(PyObject *obj, Py_ssize_t size) {
+    PyObject *read = PyObject_GetAttrString(obj, "read");
+    PyObject *functools = read ? PyImport_ImportModule("functools") : NULL;
+    PyObject *partial = functools ? PyObject_GetAttrString(functools, "partial") : NULL;
+    PyObject *n = partial ? PyLong_FromSsize_t(size) : NULL;
+    PyObject *fn = n ? PyObject_CallFunctionObjArgs(partial, read, n, NULL) : NULL;
+    PyObject *empty = fn ? PyBytes_FromStringAndSize("", 0) : NULL;
+    PyObject *it = empty ? PyCallIter_New(fn, empty) : NULL;
+    Py_XDECREF(read);
+    Py_XDECREF(functools);
+    Py_XDECREF(partial);
+    Py_XDECREF(n);
+    Py_XDECREF(fn);
+    Py_XDECREF(empty);
+    return it;
+}
+
 /* validate_pattern(pattern: str) -> None; raises ValueError with the router's reason. */
 static PyObject *validate_pattern(PyObject *mod, PyObject *arg) {
     (void)mod;

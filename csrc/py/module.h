@@ -150,5 +150,6 @@ void pymx_bridge_hooks(MxCoreObject *core, mx_hooks_t *hooks);
 /* module.c */
 mx_state *pymx_state_from_type(PyTypeObject *tp);
 void pymx_raise_core_error(int rc, const char *what);
+PyObject *pymx_chunk_iter(PyObject *obj, Py_ssize_t size);
 
 #endif

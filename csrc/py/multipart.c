@@ -412,105 +412,17 @@ static PyObject *part_iter_chunks(MxPartObject *self, PyObject *args, PyObject *
         PyErr_SetString(PyExc_ValueError, "chunk_size must be positive");
         return NULL;
     }
-    PyObject *read = PyObject_GetAttrString((PyObject *)self, "read");
-    PyObject *functools = read ? PyImport_ImportModule("functools") : NULL;
-    PyObject *partial = functools ? PyObject_GetAttrString(functools, "partial") : NULL;
-    PyObject *n = partial ? PyLong_FromSsize_t(size) : NULL;
-    PyObject *fn = n ? PyObject_CallFunctionObjArgs(partial, read, n, NULL) : NULL;
-    PyObject *empty = fn ? PyBytes_FromStringAndSize("", 0) : NULL;
-    PyObject *it = empty ? PyCallIter_New(fn, empty) : NULL;
-    Py_XDECREF(read);
-    Py_XDECREF(functools);
-    Py_XDECREF(partial);
-    Py_XDECREF(n);
-    Py_XDECREF(fn);
-    Py_XDECREF(empty);
-    return it;
+    return pymx_chunk_iter((PyObject *)self, size);
 }
 
-/* The process umask, read without changing it (umask(2) would race with other threads). */
-static mode_t process_umask(void) {
-    mode_t um = 022;
-    FILE *f = fopen("/proc/self/status", "re");
-    if (f) {
-        char line[128];
-        while (fgets(line, sizeof(line), f)) {
-            unsigned v;
-            if (sscanf(line, "Umask: %o", &v) == 1) {
-                um = (mode_t)v;
-                break;
-            }
-        }
-        fclose(f);
-    }
-    return um;
+
+static int pull_part(void *ctx, const char **data, size_t *len) {
+    return mpr_take((MxMultipartReaderObject *)ctx, data, len, SIZE_MAX);
 }
 
-/* Writes the rest of the current part to path through a temporary file in the same directory,
- * renamed into place once complete; on failure the temporary file is removed. Returns 0 with
- * *written set, a reader error, MX_ENOMEM, or MX_ESYS with errno set. No GIL needed (like
- * mx_req_save_body in body.c, but for one part). */
+/* Writes the rest of the current part to path, atomically (mx_save_to_file). No GIL needed. */
 static int mpr_save(MxMultipartReaderObject *r, const char *path, uint64_t *written) {
-    *written = 0;
-    size_t plen = strlen(path);
-    char *copy = strdup(path);
-    char *tmp = malloc(plen + 32);
-    int rc = 0, fd = -1, made = 0;
-    if (!copy || !tmp) {
-        rc = MX_ENOMEM;
-        goto done;
-    }
-    snprintf(tmp, plen + 32, "%s/.mummyx-part-XXXXXX", dirname(copy));
-    fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        rc = MX_ESYS;
-        goto done;
-    }
-    made = 1;
-    for (;;) {
-        const char *d;
-        size_t k;
-        int t = mpr_take(r, &d, &k, SIZE_MAX);
-        if (t < 0) {
-            rc = t;
-            goto done;
-        }
-        if (t == 0)
-            break;
-        for (size_t off = 0; off < k;) {
-            ssize_t w = write(fd, d + off, k - off);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                rc = MX_ESYS;
-                goto done;
-            }
-            off += (size_t)w;
-        }
-        *written += k;
-    }
-    /* mkstemp makes the file 0600; give it the usual mode for new files (umask applied). */
-    fchmod(fd, 0666 & ~process_umask());
-    if (close(fd) != 0) {
-        fd = -1;
-        rc = MX_ESYS;
-        goto done;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0)
-        rc = MX_ESYS;
-done:
-    if (rc != 0) {
-        int saved = errno;
-        if (fd >= 0)
-            close(fd);
-        if (made)
-            unlink(tmp); /* a failed save leaves nothing behind */
-        errno = saved;
-    }
-    free(copy);
-    free(tmp);
-    return rc;
+    return mx_save_to_file(path, pull_part, r, written);
 }
 
 /* save(path) -> int: the rest of this part into a file, in C without the GIL. */

@@ -518,20 +518,7 @@ static PyObject *request_iter_body(MxRequestObject *self, PyObject *args, PyObje
         PyErr_SetString(PyExc_ValueError, "chunk_size must be positive");
         return NULL;
     }
-    PyObject *read = PyObject_GetAttrString((PyObject *)self, "read");
-    PyObject *functools = read ? PyImport_ImportModule("functools") : NULL;
-    PyObject *partial = functools ? PyObject_GetAttrString(functools, "partial") : NULL;
-    PyObject *n = partial ? PyLong_FromSsize_t(size) : NULL;
-    PyObject *fn = n ? PyObject_CallFunctionObjArgs(partial, read, n, NULL) : NULL;
-    PyObject *empty = fn ? PyBytes_FromStringAndSize("", 0) : NULL;
-    PyObject *it = empty ? PyCallIter_New(fn, empty) : NULL;
-    Py_XDECREF(read);
-    Py_XDECREF(functools);
-    Py_XDECREF(partial);
-    Py_XDECREF(n);
-    Py_XDECREF(fn);
-    Py_XDECREF(empty);
-    return it;
+    return pymx_chunk_iter((PyObject *)self, size);
 }
 
 /* save_body(path) -> int: writes the rest of the body to path (atomically), in C, no GIL. */

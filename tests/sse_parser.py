@@ -13,12 +13,16 @@
 from __future__ import annotations
 
 import codecs
+import os
 import re
 import socket
 import struct
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
+
+# Under ASan+UBSan every allocation is slow, and this parser allocates per line.
+DEFAULT_TIMEOUT = 15.0 if "asan" in os.environ.get("LD_PRELOAD", "") else 5.0
 
 __all__ = ["Event", "SSEProtocolError", "EventStreamParser", "ChunkedDecoder", "SSEClient",
            "parse_stream", "expected_data"]
@@ -290,7 +294,7 @@ class SSEClient:
 
     def __init__(self, port: int, path: str = "/", *, method: str = "GET",
                  version: str = "HTTP/1.1", headers: Optional[Dict[str, str]] = None,
-                 rcvbuf: Optional[int] = None, timeout: float = 5.0, host: str = "127.0.0.1",
+                 rcvbuf: Optional[int] = None, timeout: float = DEFAULT_TIMEOUT, host: str = "127.0.0.1",
                  read_head_now: bool = True, pipelined: bytes = b"") -> None:
         self.timeout = timeout
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -790,6 +790,56 @@ def test_sends_from_many_threads(serve):
     assert len(c.parser.comments) == n_threads * per_thread // 50
 
 
+def test_many_streams_each_fed_by_its_own_thread_all_arrive(serve):
+    """Wake-ups for many streams at once, each re-notified while the I/O thread is still walking
+    the previous batch: no stream may be skipped (it would stall with data queued)."""
+    hub = Hub()
+    server = sse_server(serve, lambda req: hub.put(req.respond_sse()))
+    n, per = 24, 1500
+    socks = []
+    for _ in range(n):
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+        sock.sendall(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        socks.append(sock)
+    streams = [hub.get() for _ in range(n)]
+    barrier = threading.Barrier(n)
+
+    def sender(st: SSEStream) -> None:
+        barrier.wait()
+        for i in range(per):
+            st.send(str(i))
+            if i % 97 == 0:
+                time.sleep(0.0005)  # let the queue drain so the next send notifies again
+        st.close()
+
+    threads = [threading.Thread(target=sender, args=(st,)) for st in streams]
+    for t in threads:
+        t.start()
+    got = {sock.fileno(): bytearray() for sock in socks}
+    sel = selectors.DefaultSelector()
+    for sock in socks:
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+    open_socks = set(got)
+    deadline = time.monotonic() + 3 * TIMEOUT
+    while open_socks and time.monotonic() < deadline:
+        for key, _ in sel.select(0.2):
+            fd = key.fd
+            data = key.fileobj.recv(1 << 18)  # type: ignore[union-attr]
+            got[fd] += data
+            if not data or got[fd].endswith(b"\r\n0\r\n\r\n"):
+                sel.unregister(key.fileobj)
+                open_socks.discard(fd)
+    for t in threads:
+        t.join(TIMEOUT)
+    for sock in socks:
+        sock.close()
+    stalled = [fd for fd in got if not got[fd].endswith(b"\r\n0\r\n\r\n")]
+    assert not stalled, f"{len(stalled)} of {n} streams never ended"
+    for body in got.values():
+        assert body.count(b"data: ") == per
+
+
 def test_channel_publish_from_many_threads_same_order_everywhere(serve):
     channel = SSEChannel()
 
@@ -857,7 +907,8 @@ def test_close_races_with_sends_and_waiters(serve):
             s.close()
             for t in senders + waiters:
                 t.join(TIMEOUT)
-            c.read_until_end()
+            # up to 40,000 events to parse in Python: about 7 s under ASan on a busy machine
+            c.read_until_end(3 * TIMEOUT)
             assert woke == [True] * 3
             got: Dict[int, List[int]] = {k: [] for k in range(4)}
             for e in c.events:

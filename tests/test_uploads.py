@@ -1326,6 +1326,46 @@ def test_concurrent_uploads(serve, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_many_paused_uploads_all_resume(serve):
+    """Many streamed bodies paused at the high mark at once, their readers asking to resume
+    in batches the I/O thread handles together: every one resumes (a skipped wake-up would
+    leave its upload paused until body_timeout)."""
+    n, size = 16, 4_000_000
+    router = Router()
+
+    @router.post("/r", stream=True, max_body_len=None)
+    def read_small(request: Request) -> None:
+        got = 0
+        while True:
+            b = request.read(8192)
+            if not b:
+                break
+            got += len(b)
+        request.respond(200, {}, str(got))
+
+    server = serve(router, workers=n, body_timeout=60)
+    body = b"x" * size
+    results: Dict[int, Any] = {}
+
+    def upload(i: int) -> None:
+        try:
+            with Client(server.port, timeout=3 * TIMEOUT) as c:
+                c.send(framed("POST", "/r", body, "cl", "Connection: close"))
+                results[i] = c.response(timeout=3 * TIMEOUT)
+        except BaseException as exc:  # reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(6 * TIMEOUT)
+    for i in range(n):
+        r = results.get(i)
+        assert isinstance(r, Response), (i, r)
+        assert r.status == 200 and r.body == str(size).encode()
+
+
 def test_pipelined_requests_after_streamed_ones(serve, tmp_path):
     """Streamed uploads (both framings) pipelined with other requests on one keep-alive
     connection: all answered, in order."""

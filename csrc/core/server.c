@@ -472,17 +472,21 @@ static void drain_responses(mx_server_t *s) {
     pthread_mutex_lock(&s->out_mu);
     mx_req_t *r = s->out_head;
     s->out_head = s->out_tail = NULL;
+    /* The taken lists stay linked through next_notify while they are walked below, so each
+     * item's pending flag is cleared (under the lock) only after its successor has been read:
+     * a sender that notifies it again from then on links it into the new list, which rewrites
+     * next_notify and would otherwise cut the rest of this list off (lost wake-ups, leaked
+     * references). */
     mx_stream_t *st = s->notify_head;
     s->notify_head = s->notify_tail = NULL;
-    for (mx_stream_t *x = st; x; x = x->next_notify)
-        x->notify_pending = 0;
     mx_req_t *rn = s->rnotify_head;
     s->rnotify_head = s->rnotify_tail = NULL;
-    for (mx_req_t *x = rn; x; x = x->next_notify)
-        x->notify_pending = 0;
     pthread_mutex_unlock(&s->out_mu);
     while (rn) {
+        pthread_mutex_lock(&s->out_mu);
         mx_req_t *next = rn->next_notify;
+        rn->notify_pending = 0;
+        pthread_mutex_unlock(&s->out_mu);
         mx_conn_t *c = rn->conn;
         if (c && !c->closing)
             mx__conn_req_notify(c, rn);
@@ -502,7 +506,10 @@ static void drain_responses(mx_server_t *s) {
         r = next;
     }
     while (st) {
+        pthread_mutex_lock(&s->out_mu);
         mx_stream_t *next = st->next_notify;
+        st->notify_pending = 0;
+        pthread_mutex_unlock(&s->out_mu);
         mx__stream_on_notify(st);
         mx_stream_decref(st);
         st = next;

@@ -46,7 +46,8 @@ typedef struct mx_wnode {
     unsigned char head_len, tail_len;
     unsigned char is_close;  /* a WebSocket close frame */
     unsigned char is_end;    /* the SSE stream's last chunk */
-    char head[14];           /* chunk-size line */
+    unsigned char raw_recycled; /* raw comes from the recycled buffers (mx__wnode_copy) */
+    char head[14];           /* chunk-size line, or a WebSocket frame header */
     char tail[2];            /* CRLF after a chunk */
 } mx_wnode_t;
 
@@ -272,6 +273,8 @@ mx_stream_t *mx__stream_new(mx_server_t *s, int kind);
 int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n); /* st->mu held; takes n */
 mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end); /* takes a reference */
 mx_wnode_t *mx__wnode_raw(void *data, size_t len); /* takes ownership of data; frees it on failure */
+/* A node that writes head (at most 14 bytes) and then a copy of data. NULL on ENOMEM. */
+mx_wnode_t *mx__wnode_copy(const void *head, size_t head_len, const void *data, size_t len);
 void mx__wnode_free(mx_wnode_t *n);
 void mx__stream_attach(mx_conn_t *c, mx_stream_t *st);
 int mx__stream_flush(mx_conn_t *c); /* 1: the stream is over and its request left */

@@ -171,18 +171,26 @@ void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_le
 int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len) {
     if (atomic_load(&st->closed))
         return MX_ECLOSED;
-    if ((opcode == MX_WS_OP_PING || opcode == MX_WS_OP_PONG) && len > 125)
+    int control = opcode == MX_WS_OP_PING || opcode == MX_WS_OP_PONG;
+    if (control ? len > 125 : opcode != MX_WS_OP_TEXT && opcode != MX_WS_OP_BINARY)
         return MX_EINVAL;
     /* Data frames hold send_mu from building to queueing, so messages keep their order and the
      * deflate context sees them in that order. Control frames need neither, and the I/O thread
      * (pongs, pings) must never wait behind a sender compressing a large message. */
-    int data_frame = opcode == MX_WS_OP_TEXT || opcode == MX_WS_OP_BINARY;
+    int data_frame = !control;
     if (data_frame)
         pthread_mutex_lock(&st->send_mu);
-    uint8_t *frame = NULL;
-    size_t flen = 0;
-    int rc = mx_ws_build_frame(data_frame ? st->deflater : NULL, opcode, data, len, &frame, &flen);
-    mx_wnode_t *n = rc == 0 ? mx__wnode_raw(frame, flen) : NULL;
+    int rc = 0;
+    mx_wnode_t *n;
+    if (data_frame && st->deflater) {
+        uint8_t *frame = NULL;
+        size_t flen = 0;
+        rc = mx_ws_build_frame(st->deflater, opcode, data, len, &frame, &flen);
+        n = rc == 0 ? mx__wnode_raw(frame, flen) : NULL;
+    } else {
+        uint8_t hdr[10];
+        n = mx__wnode_copy(hdr, mx_ws_frame_header(hdr, 1, 0, opcode, len), data, len);
+    }
     if (n) {
         pthread_mutex_lock(&st->mu);
         rc = mx__stream_queue_locked(st, n);

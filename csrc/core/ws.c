@@ -684,15 +684,28 @@ uint8_t *mx_ws_reader_take(mx_ws_reader_t *r, size_t *len) {
 }
 
 /* XORs src[0..n) with the mask (starting at mask offset pos) into dst; dst may equal src. */
+typedef uint8_t mx__v16 __attribute__((vector_size(16))); /* one SSE2/NEON register */
+
 static void mx__unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mask[4],
                        unsigned pos) {
-    uint8_t m8[8];
+    uint8_t m8[16];
     uint64_t m;
+    mx__v16 mv;
     size_t i = 0;
-    for (int k = 0; k < 8; k++)
+    for (int k = 0; k < 16; k++)
         m8[k] = mask[(pos + (unsigned)k) & 3];
     memcpy(&m, m8, 8);
-    /* 8 is a multiple of 4, so the rotated mask stays in phase across the 8-byte steps. */
+    memcpy(&mv, m8, 16);
+    /* 16 and 8 are multiples of 4, so the rotated mask stays in phase across the steps. */
+    for (; n - i >= 32; i += 32) {
+        mx__v16 a, b;
+        memcpy(&a, src + i, 16);
+        memcpy(&b, src + i + 16, 16);
+        a ^= mv;
+        b ^= mv;
+        memcpy(dst + i, &a, 16);
+        memcpy(dst + i + 16, &b, 16);
+    }
     for (; n - i >= 8; i += 8) {
         uint64_t x;
         memcpy(&x, src + i, 8);

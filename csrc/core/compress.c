@@ -14,52 +14,11 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "text.h"
+
 /* ---------------------------------------------------------------------------------------------
  * Accept-Encoding
  * ------------------------------------------------------------------------------------------- */
-
-/* tchar from RFC 9110 5.6.2: the characters a token may hold. */
-static int mx__is_tchar(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int mx__is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-
-static unsigned char mx__lower(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
-/* 1 when s[0..len) equals the lowercase literal lit, ignoring ASCII case. */
-static int mx__ieq(const char *s, size_t len, const char *lit) {
-    size_t n = strlen(lit);
-    if (len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (mx__lower((unsigned char)s[i]) != (unsigned char)lit[i])
-            return 0;
-    return 1;
-}
-
-/* Advances *i past a run of tchar and returns how many there were. */
-static size_t mx__token(const char *s, size_t len, size_t *i) {
-    size_t start = *i;
-    while (*i < len && mx__is_tchar((unsigned char)s[*i]))
-        (*i)++;
-    return *i - start;
-}
-
-static void mx__skip_ows(const char *s, size_t len, size_t *i) {
-    while (*i < len && mx__is_ows((unsigned char)s[*i]))
-        (*i)++;
-}
 
 /*
  * Parses a qvalue (RFC 9110 12.4.2) that fills all of s[0..len), as thousandths:
@@ -85,25 +44,6 @@ static int mx__qvalue(const char *s, size_t len) {
     return q;
 }
 
-/* Skips the rest of a malformed element: up to the next comma that is not inside quotes. */
-static void mx__skip_element(const char *s, size_t len, size_t *i) {
-    int quoted = 0;
-    while (*i < len) {
-        char c = s[*i];
-        if (quoted) {
-            if (c == '\\' && *i + 1 < len)
-                (*i)++;
-            else if (c == '"')
-                quoted = 0;
-        } else if (c == '"') {
-            quoted = 1;
-        } else if (c == ',') {
-            return;
-        }
-        (*i)++;
-    }
-}
-
 /*
  * Parses one parameter value (token or quoted-string, RFC 9110 5.6.6) starting at *i and leaves
  * *i just past it. Returns 0, or -1 when the value is empty or a quoted string is unterminated.
@@ -122,7 +62,7 @@ static int mx__param_value(const char *s, size_t len, size_t *i) {
         }
         return -1;
     }
-    return mx__token(s, len, i) > 0 ? 0 : -1;
+    return mx_token(s, len, i) > 0 ? 0 : -1;
 }
 
 /*
@@ -133,14 +73,14 @@ static int mx__param_value(const char *s, size_t len, size_t *i) {
  */
 static int mx__element(const char *s, size_t len, size_t *i, const char **coding,
                        size_t *coding_len, int *q) {
-    mx__skip_ows(s, len, i);
+    mx_skip_ows(s, len, i);
     if (*i >= len || s[*i] == ',') {
         if (*i < len)
             (*i)++;
         return 1;
     }
     *coding = s + *i;
-    *coding_len = mx__token(s, len, i);
+    *coding_len = mx_token(s, len, i);
     *q = 1000;
     int seen_q = 0;
     if (*coding_len == 0)
@@ -149,7 +89,7 @@ static int mx__element(const char *s, size_t len, size_t *i, const char **coding
     /* Zero or more ";" parameters. Only q means anything to us, but RFC 9110 5.6.6 lets others
      * appear, so a well-formed unknown parameter is skipped rather than spoiling the element. */
     for (;;) {
-        mx__skip_ows(s, len, i);
+        mx_skip_ows(s, len, i);
         if (*i >= len)
             return 0;
         if (s[*i] == ',') {
@@ -159,16 +99,16 @@ static int mx__element(const char *s, size_t len, size_t *i, const char **coding
         if (s[*i] != ';')
             goto error;
         (*i)++;
-        mx__skip_ows(s, len, i);
+        mx_skip_ows(s, len, i);
         const char *name = s + *i;
-        size_t name_len = mx__token(s, len, i);
+        size_t name_len = mx_token(s, len, i);
         if (name_len == 0 || *i >= len || s[*i] != '=')
             goto error;
         (*i)++;
         const char *value = s + *i;
         if (mx__param_value(s, len, i) < 0)
             goto error;
-        if (mx__ieq(name, name_len, "q")) {
+        if (MX_IEQ_LIT(name, name_len, "q")) {
             /* A second weight is ambiguous, so the element is as good as malformed. */
             if (seen_q)
                 goto error;
@@ -180,7 +120,7 @@ static int mx__element(const char *s, size_t len, size_t *i, const char **coding
     }
 
 error:
-    mx__skip_element(s, len, i);
+    mx_skip_item(s, len, i);
     if (*i < len)
         (*i)++; /* the comma */
     return -1;
@@ -205,9 +145,9 @@ int mx_compress_choose(const char *accept_encoding, size_t len) {
         if (mx__element(s, len, &i, &coding, &coding_len, &q) != 0)
             continue;
         int *slot = NULL;
-        if (mx__ieq(coding, coding_len, "gzip") || mx__ieq(coding, coding_len, "x-gzip"))
+        if (MX_IEQ_LIT(coding, coding_len, "gzip") || MX_IEQ_LIT(coding, coding_len, "x-gzip"))
             slot = &q_gzip; /* x-gzip is an alias for gzip (RFC 9110 8.4.1.3) */
-        else if (mx__ieq(coding, coding_len, "deflate"))
+        else if (MX_IEQ_LIT(coding, coding_len, "deflate"))
             slot = &q_deflate;
         else if (coding_len == 1 && coding[0] == '*')
             slot = &q_star;
@@ -240,7 +180,7 @@ static const char *const mx__app_text[] = {
 /* 1 when s[0..len) ends with the lowercase literal suffix, ignoring ASCII case. */
 static int mx__iends(const char *s, size_t len, const char *suffix) {
     size_t n = strlen(suffix);
-    return len > n && mx__ieq(s + len - n, n, suffix);
+    return len > n && mx_ieq(s + len - n, n, suffix, n);
 }
 
 int mx_compress_type_ok(const char *content_type, size_t len) {
@@ -250,38 +190,38 @@ int mx_compress_type_ok(const char *content_type, size_t len) {
         return 0;
 
     /* media-type = type "/" subtype parameters (RFC 9110 8.3.1); only type and subtype matter. */
-    mx__skip_ows(s, len, &i);
+    mx_skip_ows(s, len, &i);
     const char *type = s + i;
-    size_t type_len = mx__token(s, len, &i);
+    size_t type_len = mx_token(s, len, &i);
     if (type_len == 0 || i >= len || s[i] != '/')
         return 0;
     i++;
     const char *sub = s + i;
-    size_t sub_len = mx__token(s, len, &i);
+    size_t sub_len = mx_token(s, len, &i);
     if (sub_len == 0)
         return 0;
-    mx__skip_ows(s, len, &i);
+    mx_skip_ows(s, len, &i);
     if (i < len && s[i] != ';')
         return 0; /* trailing junk: not a media type we recognise */
 
-    if (mx__ieq(type, type_len, "text")) {
+    if (MX_IEQ_LIT(type, type_len, "text")) {
         /* An event stream is written piece by piece as events happen; buffering it to compress
          * would hold events back, so it is left alone. */
-        return !mx__ieq(sub, sub_len, "event-stream");
+        return !MX_IEQ_LIT(sub, sub_len, "event-stream");
     }
-    if (mx__ieq(type, type_len, "application")) {
+    if (MX_IEQ_LIT(type, type_len, "application")) {
         if (mx__iends(sub, sub_len, "+json") || mx__iends(sub, sub_len, "+xml"))
             return 1;
         for (size_t k = 0; k < sizeof mx__app_text / sizeof mx__app_text[0]; k++)
-            if (mx__ieq(sub, sub_len, mx__app_text[k]))
+            if (mx_ieq(sub, sub_len, mx__app_text[k], strlen(mx__app_text[k])))
                 return 1;
         return 0;
     }
-    if (mx__ieq(type, type_len, "image"))
-        return mx__ieq(sub, sub_len, "svg+xml") || mx__ieq(sub, sub_len, "x-icon") ||
-               mx__ieq(sub, sub_len, "vnd.microsoft.icon") || mx__ieq(sub, sub_len, "bmp");
-    if (mx__ieq(type, type_len, "font"))
-        return mx__ieq(sub, sub_len, "ttf") || mx__ieq(sub, sub_len, "otf");
+    if (MX_IEQ_LIT(type, type_len, "image"))
+        return MX_IEQ_LIT(sub, sub_len, "svg+xml") || MX_IEQ_LIT(sub, sub_len, "x-icon") ||
+               MX_IEQ_LIT(sub, sub_len, "vnd.microsoft.icon") || MX_IEQ_LIT(sub, sub_len, "bmp");
+    if (MX_IEQ_LIT(type, type_len, "font"))
+        return MX_IEQ_LIT(sub, sub_len, "ttf") || MX_IEQ_LIT(sub, sub_len, "otf");
     return 0;
 }
 

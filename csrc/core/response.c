@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "text.h"
 
 const char *mx_status_reason(int status) {
     switch (status) {
@@ -306,23 +307,6 @@ static char *put(char *p, const char *s, size_t n) {
 }
 #define PUTLIT(p, lit) put((p), (lit), sizeof(lit) - 1)
 
-static int has_token_ci(const char *v, size_t len, const char *tok) {
-    size_t tl = strlen(tok);
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < len && v[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
-            end--;
-        if (end - start == tl && mx_http1_name_eq(v + start, tl, tok, tl))
-            return 1;
-    }
-    return 0;
-}
 
 /* mode: 0 a whole response; RESP_STREAM an SSE head (chunked on HTTP/1.1, else close-delimited),
  * followed by the stream already set in r->stream. */
@@ -358,7 +342,7 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
         } else if (mx_http1_name_eq(f->name, f->name_len, "content-encoding", 16)) {
             has_ce = 1;
         } else if (mx_http1_name_eq(f->name, f->name_len, "connection", 10)) {
-            user_close |= has_token_ci(f->value, f->value_len, "close");
+            user_close |= mx_list_has_token(f->value, f->value_len, "close", 5);
         } else if (mx_http1_name_eq(f->name, f->name_len, "content-length", 14)) {
             user_cl = f;
         }

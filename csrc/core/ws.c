@@ -16,110 +16,16 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "text.h"
+
 /* ---------------------------------------------------------------------------------------------
- * Small text helpers (RFC 9110 5.6)
+ * Header lists (RFC 9110 5.6; the helpers are in text.h)
  * ------------------------------------------------------------------------------------------- */
 
-/* tchar from RFC 9110 5.6.2: the characters a token may hold. */
-static int mx__is_tchar(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static int mx__is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-
-static unsigned char mx__lower(unsigned char c) {
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
-/* 1 when s[0..len) equals lit[0..lit_len), ignoring ASCII case. */
-static int mx__ieq(const char *s, size_t len, const char *lit, size_t lit_len) {
-    if (len != lit_len)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (mx__lower((unsigned char)s[i]) != mx__lower((unsigned char)lit[i]))
-            return 0;
-    return 1;
-}
-
-static void mx__skip_ows(const char *s, size_t len, size_t *i) {
-    while (*i < len && mx__is_ows((unsigned char)s[*i]))
-        (*i)++;
-}
-
-/* Advances *i past a run of tchar and returns how many there were. */
-static size_t mx__token(const char *s, size_t len, size_t *i) {
-    size_t start = *i;
-    while (*i < len && mx__is_tchar((unsigned char)s[*i]))
-        (*i)++;
-    return *i - start;
-}
-
-/*
- * Moves *i to the end of the list item it is in: the next comma outside a quoted-string, or the
- * end of the value. Used to step over an item we do not understand or have declined.
- */
-static void mx__skip_item(const char *s, size_t len, size_t *i) {
-    int quoted = 0;
-    for (; *i < len; (*i)++) {
-        char c = s[*i];
-        if (quoted) {
-            if (c == '\\' && *i + 1 < len)
-                (*i)++;
-            else if (c == '"')
-                quoted = 0;
-        } else if (c == '"') {
-            quoted = 1;
-        } else if (c == ',') {
-            return;
-        }
-    }
-}
-
-/*
- * Calls the list walker's body for every non-empty item of a comma-separated list: sets *item and
- * *item_len to the item with OWS trimmed and returns 1, or returns 0 at the end of the list.
- * Quoted strings are not special here: Connection, Upgrade and Sec-WebSocket-Protocol hold
- * tokens only.
- */
-static int mx__next_item(const char *s, size_t len, size_t *i, const char **item,
-                         size_t *item_len) {
-    while (*i < len) {
-        mx__skip_ows(s, len, i);
-        size_t start = *i;
-        while (*i < len && s[*i] != ',')
-            (*i)++;
-        size_t end = *i;
-        if (*i < len)
-            (*i)++; /* the comma */
-        while (end > start && mx__is_ows((unsigned char)s[end - 1]))
-            end--;
-        if (end > start) {
-            *item = s + start;
-            *item_len = end - start;
-            return 1;
-        }
-    }
-    return 0;
-}
-
 int mx_ws_token_list_has(const char *value, size_t len, const char *token) {
-    const char *item;
-    size_t item_len, i = 0, tlen;
     if (value == NULL || token == NULL)
         return 0;
-    tlen = strlen(token);
-    while (mx__next_item(value, len, &i, &item, &item_len))
-        if (mx__ieq(item, item_len, token, tlen))
-            return 1;
-    return 0;
+    return mx_list_has_token(value, len, token, strlen(token));
 }
 
 int mx_ws_select_protocol(const char *offered, size_t len, const char *const *supported,
@@ -130,7 +36,7 @@ int mx_ws_select_protocol(const char *offered, size_t len, const char *const *su
         return -1;
     /* The client's order decides (RFC 6455 4.2.2 leaves the choice to the server; taking the
      * client's first acceptable preference is what browsers' users expect). */
-    while (mx__next_item(offered, len, &i, &item, &item_len)) {
+    while (mx_next_item(offered, len, &i, &item, &item_len)) {
         for (size_t k = 0; k < n; k++) {
             if (supported[k] != NULL && strlen(supported[k]) == item_len &&
                 memcmp(supported[k], item, item_len) == 0)
@@ -263,8 +169,8 @@ int mx_ws_accept_key(const char *key, size_t key_len, char out[29]) {
         return -1;
     /* The field parser already trims OWS; trimming again costs nothing and makes the function
      * safe to call on a raw value. */
-    mx__skip_ows(key, key_len, &i);
-    while (key_len > i && mx__is_ows((unsigned char)key[key_len - 1]))
+    mx_skip_ows(key, key_len, &i);
+    while (key_len > i && mx_is_ows((unsigned char)key[key_len - 1]))
         key_len--;
     key += i;
     key_len -= i;
@@ -317,7 +223,7 @@ static int mx__ext_value(const char *s, size_t len, size_t *i, char *val, size_t
                 *i = len;
                 return -1;
             }
-            token &= mx__is_tchar(c);
+            token &= mx_is_tchar(c);
             if (n + 1 < cap)
                 val[n] = (char)c;
             n++;
@@ -325,7 +231,7 @@ static int mx__ext_value(const char *s, size_t len, size_t *i, char *val, size_t
         (*i)++; /* the closing quote */
     } else {
         size_t start = *i;
-        n = mx__token(s, len, i);
+        n = mx_token(s, len, i);
         for (size_t k = 0; k < n && k + 1 < cap; k++)
             val[k] = s[start + k];
     }
@@ -360,7 +266,7 @@ typedef struct mx__pmd_offer {
  */
 static int mx__pmd_param(mx__pmd_offer_t *o, const char *name, size_t name_len, int has_val,
                          const char *val, size_t val_len) {
-#define MX__IS(lit) mx__ieq(name, name_len, lit, sizeof(lit) - 1)
+#define MX__IS(lit) MX_IEQ_LIT(name, name_len, lit)
     if (MX__IS("server_no_context_takeover")) {
         if (has_val || o->snct)
             return -1;
@@ -450,7 +356,7 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
      * extension-param = token [ "=" ( token / quoted-string ) ] (RFC 6455 9.1), with OWS allowed
      * around the separators as in every HTTP list. */
     while (i < len) {
-        mx__skip_ows(s, len, &i);
+        mx_skip_ows(s, len, &i);
         if (i >= len)
             break;
         if (s[i] == ',') {
@@ -458,14 +364,14 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
             continue;
         }
         const char *name = s + i;
-        size_t name_len = mx__token(s, len, &i);
+        size_t name_len = mx_token(s, len, &i);
         int ok = name_len > 0;
-        int ours = ok && mx__ieq(name, name_len, "permessage-deflate", 18);
+        int ours = ok && mx_ieq(name, name_len, "permessage-deflate", 18);
         mx__pmd_offer_t o;
         memset(&o, 0, sizeof o);
 
         while (ok) {
-            mx__skip_ows(s, len, &i);
+            mx_skip_ows(s, len, &i);
             if (i >= len || s[i] == ',')
                 break;
             if (s[i] != ';') {
@@ -473,21 +379,21 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
                 break;
             }
             i++;
-            mx__skip_ows(s, len, &i);
+            mx_skip_ows(s, len, &i);
             const char *pname = s + i;
-            size_t pname_len = mx__token(s, len, &i);
+            size_t pname_len = mx_token(s, len, &i);
             if (pname_len == 0) {
                 ok = 0;
                 break;
             }
-            mx__skip_ows(s, len, &i);
+            mx_skip_ows(s, len, &i);
             int has_val = 0;
             char val[8];
             size_t val_len = 0;
             val[0] = '\0';
             if (i < len && s[i] == '=') {
                 i++;
-                mx__skip_ows(s, len, &i);
+                mx_skip_ows(s, len, &i);
                 /* A value that is not a token spoils the offer (ours or not) but, when it is a
                  * well-formed quoted string, it still ends where its closing quote is. */
                 if (mx__ext_value(s, len, &i, val, sizeof val, &val_len) < 0) {
@@ -500,7 +406,7 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
                 ok = 0; /* declined; the rest of the offer is skipped below */
         }
         /* A malformed or declined offer ends at the next comma outside quotes. */
-        mx__skip_item(s, len, &i);
+        mx_skip_item(s, len, &i);
         if (i < len)
             i++;
         if (ok && ours)

@@ -392,6 +392,21 @@ static void on_accept(mx_server_t *s) {
 
 /* ---- the response queue ---- */
 
+/* Whether the I/O thread has nothing from other threads to look at. out_mu held. */
+static int handoff_empty_locked(const mx_server_t *s) {
+    return s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
+}
+
+/* Wakes the loop for what was just handed over, when the hand-over lists were empty before it
+ * (otherwise the wake-up is already on its way). EAGAIN means the counter is already non-zero. */
+static void wake_io(mx_server_t *s, int was_empty) {
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t w = write(s->wake_fd, &one, sizeof(one));
+        MX_UNUSED(w);
+    }
+}
+
 /* Any thread. Hands one reference to r to the I/O thread. */
 void mx__post_response(mx_server_t *s, mx_req_t *r) {
     pthread_mutex_lock(&s->out_mu);
@@ -402,7 +417,7 @@ void mx__post_response(mx_server_t *s, mx_req_t *r) {
         mx_req_decref(r);
         return;
     }
-    int was_empty = s->out_head == NULL;
+    int was_empty = handoff_empty_locked(s);
     r->next_out = NULL;
     if (s->out_tail)
         s->out_tail->next_out = r;
@@ -410,11 +425,7 @@ void mx__post_response(mx_server_t *s, mx_req_t *r) {
         s->out_head = r;
     s->out_tail = r;
     pthread_mutex_unlock(&s->out_mu);
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t w = write(s->wake_fd, &one, sizeof(one));
-        MX_UNUSED(w); /* EAGAIN means the counter is already non-zero: the loop will wake */
-    }
+    wake_io(s, was_empty);
 }
 
 /* Any thread: a streamed body's reader has news for the I/O thread (room, or 100 Continue). */
@@ -425,7 +436,7 @@ void mx__req_notify(mx_req_t *r) {
     if (!r->notify_pending && !s->io_done) {
         r->notify_pending = 1;
         mx_req_incref(r);
-        was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
+        was_empty = handoff_empty_locked(s);
         r->next_notify = NULL;
         if (s->rnotify_tail)
             s->rnotify_tail->next_notify = r;
@@ -434,11 +445,7 @@ void mx__req_notify(mx_req_t *r) {
         s->rnotify_tail = r;
     }
     pthread_mutex_unlock(&s->out_mu);
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t w = write(s->wake_fd, &one, sizeof(one));
-        MX_UNUSED(w);
-    }
+    wake_io(s, was_empty);
 }
 
 /* Any thread: the stream has news for the I/O thread (data, its end, room to read again). */
@@ -449,7 +456,7 @@ void mx__stream_notify(mx_stream_t *st) {
     if (!st->notify_pending && !s->io_done) {
         st->notify_pending = 1;
         mx_stream_incref(st);
-        was_empty = s->out_head == NULL && s->notify_head == NULL && s->rnotify_head == NULL;
+        was_empty = handoff_empty_locked(s);
         st->next_notify = NULL;
         if (s->notify_tail)
             s->notify_tail->next_notify = st;
@@ -458,11 +465,7 @@ void mx__stream_notify(mx_stream_t *st) {
         s->notify_tail = st;
     }
     pthread_mutex_unlock(&s->out_mu);
-    if (was_empty) {
-        uint64_t one = 1;
-        ssize_t w = write(s->wake_fd, &one, sizeof(one));
-        MX_UNUSED(w);
-    }
+    wake_io(s, was_empty);
 }
 
 static void drain_responses(mx_server_t *s) {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import re
 import socket
 import threading
@@ -475,3 +476,61 @@ def test_no_access_log_by_default(serve, access_log):
         assert c.get("/hello").text == "hi"
     time.sleep(0.1)
     assert access_log.snapshot() == []
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_server_confined_to_one_cpu(serve):
+    """A server started on a thread allowed one CPU (taskset, cpusets) holds worker wake-ups until
+    the I/O thread's pass is over. Every kind of work must still be picked up: plain requests
+    from many connections, handlers that block, streamed bodies, WebSocket messages."""
+    from websockets.sync.client import connect
+
+    from mummyx import WebSocketEvent
+
+    router = Router()
+    router.get("/", lambda req: req.respond(200, {}, "hi"))
+
+    inside = [0, 0]  # handlers in /sleep now, most at once
+    lock = threading.Lock()
+
+    @router.get("/sleep")
+    def slow(req):
+        with lock:
+            inside[0] += 1
+            inside[1] = max(inside)
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        req.respond(200, {}, "slept")
+
+    @router.post("/up", stream=True, max_body_len=None)
+    def up(req):
+        req.respond(200, {}, str(len(req.read())))
+
+    router.get("/ws", lambda req: req.upgrade_to_websocket())
+
+    def on_ws(ws, event, message):
+        if event is WebSocketEvent.MESSAGE:
+            ws.send(message.data)
+
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(mine)})  # this thread only; the server's threads inherit it
+    try:
+        server = serve(router, workers=4, websocket_handler=on_ws)
+    finally:
+        os.sched_setaffinity(0, mine)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        def hits(_: int) -> List[str]:
+            with client(server) as c:
+                return [c.get("/").text for _ in range(25)]
+        assert [r for rs in pool.map(hits, range(16)) for r in rs] == ["hi"] * 400
+        slept = list(pool.map(lambda _: client(server).get("/sleep").text, range(16)))
+        assert slept == ["slept"] * 16
+        assert inside[1] >= 3, "blocking handlers did not run side by side"
+    body = b"x" * 3_000_000
+    with client(server) as c:
+        assert c.post("/up", content=body).text == str(len(body))
+    with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=TIMEOUT) as ws:
+        for i in range(200):
+            ws.send(f"m{i}")
+            assert ws.recv(timeout=TIMEOUT) == f"m{i}"

@@ -224,6 +224,8 @@ struct mx_server {
     mx_task_t *task_head, *task_tail;
     int idle_workers;
     int pending_wakes;  /* signalled workers that have not woken yet */
+    int one_cpu;        /* the process may run on one CPU only (its affinity at start) */
+    int wakes_owed;     /* I/O thread only, one_cpu: signals held until the end of its pass */
     int qlen;           /* requests in the queue */
     int pool_stop;
     struct mx_worker *workers;
@@ -282,7 +284,10 @@ void mx__stream_detach(mx_stream_t *st);
 void mx__stream_on_notify(mx_stream_t *st);
 void mx__stream_on_timeout(mx_conn_t *c, int kind);
 void mx__stream_shutdown(mx_stream_t *st); /* server stopping: close WS with 1001, end SSE */
-void mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m); /* st->mu held */
+/* Queues an event for delivery (st->mu held). Returns 1 when the stream was not scheduled and
+ * now is, holding the pool's reference: the caller then calls mx__pool_push(st->server,
+ * &st->super) once it has released st->mu, so the woken worker never waits for that lock. */
+int mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m);
 
 /* websocket.c (I/O thread) */
 void mx__ws_on_input(mx_conn_t *c);
@@ -300,6 +305,8 @@ void mx__pool_shed(mx_server_t *s);
 int mx__pool_has_queued(mx_server_t *s);
 int mx__pool_start(mx_server_t *s);
 void mx__pool_push(mx_server_t *s, mx_task_t *t);
+void mx__pool_io_thread(mx_server_t *s); /* called once by the I/O thread */
+void mx__pool_flush_wakes(mx_server_t *s); /* I/O thread, before it waits for events */
 void mx__pool_stop(mx_server_t *s);
 
 /* response.c */

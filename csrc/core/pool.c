@@ -98,7 +98,29 @@ static void wake_one_locked(mx_server_t *s) {
     s->pending_wakes++;
 }
 
-static void wake_signal(mx_server_t *s) { pthread_cond_signal(&s->pool_cv); }
+static _Thread_local mx_server_t *tls_io_server; /* set on each server's I/O thread */
+
+void mx__pool_io_thread(mx_server_t *s) { tls_io_server = s; }
+
+/*
+ * On one CPU, a worker woken in the middle of the I/O thread's pass does not run in parallel: it
+ * preempts the I/O thread (EEVDF lets even SCHED_BATCH wakees do so), handles one task, sleeps,
+ * and the I/O thread resumes, two switches per task. There the I/O thread holds its signals
+ * until the pass is over (mx__pool_flush_wakes, just before epoll_wait), and the worker then
+ * finds everything the pass queued. With more CPUs the worker is woken at once, to run beside it.
+ */
+static void wake_signal(mx_server_t *s) {
+    if (s->one_cpu && tls_io_server == s) {
+        s->wakes_owed++;
+        return;
+    }
+    pthread_cond_signal(&s->pool_cv);
+}
+
+void mx__pool_flush_wakes(mx_server_t *s) {
+    for (; s->wakes_owed > 0; s->wakes_owed--)
+        pthread_cond_signal(&s->pool_cv);
+}
 
 /* Called by the I/O thread (or, for WebSocket deliveries, any thread). Ownership of one
  * reference to r's owner passes to the pool. */
@@ -250,6 +272,8 @@ static void *worker_main(void *arg) {
 }
 
 int mx__pool_start(mx_server_t *s) {
+    cpu_set_t cpus;
+    s->one_cpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) == 1;
     s->workers = calloc((size_t)s->cfg.workers, sizeof(mx_worker_t));
     if (!s->workers)
         return MX_ENOMEM;

@@ -542,6 +542,7 @@ static void *io_main(void *arg) {
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     mx__thread_batch_policy();
+    mx__pool_io_thread(s);
     struct epoll_event evs[256];
     s->now_ms = mx__now_ms();
     int listening = 1;
@@ -562,6 +563,7 @@ static void *io_main(void *arg) {
         int timeout = next_timeout_ms(s);
         if (timeout > 1 && mx__pool_has_queued(s))
             timeout = 1; /* watch for a stalled queue (see pool.c) */
+        mx__pool_flush_wakes(s);
         int n = epoll_wait(s->epfd, evs, 256, timeout);
         s->now_ms = mx__now_ms();
         for (int i = 0; i < n; i++) {
@@ -610,6 +612,7 @@ static void *io_main(void *arg) {
     s->io_done = 1;
     pthread_mutex_unlock(&s->out_mu);
     drain_responses(s);
+    mx__pool_flush_wakes(s);
     pthread_mutex_lock(&s->life_mu);
     s->stopped = 1;
     pthread_cond_broadcast(&s->life_cv);

@@ -430,6 +430,7 @@ int mx__stream_flush(mx_conn_t *c) {
  */
 void mx__stream_detach(mx_stream_t *st) {
     mx_wnode_t *drop_q, *drop_w;
+    int schedule = 0;
     pthread_mutex_lock(&st->mu);
     if (st->finished) {
         pthread_mutex_unlock(&st->mu);
@@ -446,7 +447,7 @@ void mx__stream_detach(mx_stream_t *st) {
             mx_ws_msg_t *e = calloc(1, sizeof(*e));
             if (e) {
                 e->event = MX_WS_EVENT_OPEN;
-                mx__ws_push_event_locked(st, e);
+                schedule |= mx__ws_push_event_locked(st, e);
             }
             st->opened = 1;
         }
@@ -456,18 +457,20 @@ void mx__stream_detach(mx_stream_t *st) {
             mx_ws_msg_t *e = calloc(1, sizeof(*e));
             if (e) {
                 e->event = MX_WS_EVENT_ERROR;
-                mx__ws_push_event_locked(st, e);
+                schedule |= mx__ws_push_event_locked(st, e);
             }
         }
         mx_ws_msg_t *e = calloc(1, sizeof(*e));
         if (e) {
             e->event = MX_WS_EVENT_CLOSE;
-            mx__ws_push_event_locked(st, e);
+            schedule |= mx__ws_push_event_locked(st, e);
         }
         st->close_queued = 1;
     }
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
+    if (schedule)
+        mx__pool_push(st->server, &st->super);
     if (st->conn && st->conn->stream == st)
         st->conn->stream = NULL;
     st->conn = NULL;

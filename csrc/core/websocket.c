@@ -43,10 +43,10 @@ void mx__ws_free(mx_stream_t *st) {
 
 /* ---- events for the binding ---- */
 
-void mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m) {
+int mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m) {
     if (st->close_queued) { /* CLOSE was the last word */
         mx_ws_msg_free(m);
-        return;
+        return 0;
     }
     m->next = NULL;
     if (st->in_tail)
@@ -55,11 +55,11 @@ void mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m) {
         st->in_head = m;
     st->in_tail = m;
     st->in_bytes += m->len + sizeof(*m);
-    if (!st->scheduled) {
-        st->scheduled = 1;
-        mx_stream_incref(st); /* the pool's reference */
-        mx__pool_push(st->server, &st->super);
-    }
+    if (st->scheduled)
+        return 0;
+    st->scheduled = 1;
+    mx_stream_incref(st); /* the pool's reference */
+    return 1;
 }
 
 static void push_event(mx_stream_t *st, int event, int opcode, uint8_t *data, size_t len) {
@@ -73,8 +73,10 @@ static void push_event(mx_stream_t *st, int event, int opcode, uint8_t *data, si
     m->data = data;
     m->len = len;
     pthread_mutex_lock(&st->mu);
-    mx__ws_push_event_locked(st, m);
+    int schedule = mx__ws_push_event_locked(st, m);
     pthread_mutex_unlock(&st->mu);
+    if (schedule)
+        mx__pool_push(st->server, &st->super);
 }
 
 mx_ws_msg_t *mx_ws_next_event(mx_stream_t *st) {
@@ -102,8 +104,8 @@ mx_ws_msg_t *mx_ws_next_event(mx_stream_t *st) {
 void mx__ws_task_finish(mx_stream_t *st) {
     pthread_mutex_lock(&st->mu);
     if (st->in_head) { /* more arrived, or the deliverer stopped early to be fair: go again */
-        mx__pool_push(st->server, &st->super);
         pthread_mutex_unlock(&st->mu);
+        mx__pool_push(st->server, &st->super); /* still scheduled: nobody else pushes it */
         return;
     }
     st->scheduled = 0;

@@ -15,7 +15,8 @@ ldflags = []
 if werror:
     cflags.append("-Werror")
 if debug:
-    cflags += ["-O1", "-g", "-fno-omit-frame-pointer"]
+    # MX_DEBUG_COUNTS: live-object counters the tests check (_mummyx._debug_live_requests)
+    cflags += ["-O1", "-g", "-fno-omit-frame-pointer", "-DMX_DEBUG_COUNTS"]
 else:
     cflags += ["-O2"]
 if sanitize:

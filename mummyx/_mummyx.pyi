@@ -268,6 +268,10 @@ def sse_encode(data: str, event: str | None, id: str | int | None, retry: int | 
 def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
     """Queue the same encoded event on every stream; return how many took it."""
 
+def _debug_live_requests() -> int | None:
+    """How many native requests exist now, in every server of the process; ``None`` unless the
+    extension was built with ``MUMMYX_DEBUG=1`` or ``MUMMYX_SANITIZE=1``."""
+
 # ---- internal ----
 
 _Route = tuple[str, str, Callable[..., Any], int, bool]

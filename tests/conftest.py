@@ -1,14 +1,37 @@
 """Shared fixtures: a live mummyx server on 127.0.0.1 per test, and raw-socket helpers."""
 from __future__ import annotations
 
+import gc
 import socket
 import time
 from typing import Any, Callable, Iterator, List, Optional
 
 import pytest
 
-from mummyx import Router, Server
+from mummyx import Router, Server, _mummyx
+from mummyx.server import _close_all
 from mummyx.testing import running
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Debug builds (MUMMYX_DEBUG=1, MUMMYX_SANITIZE=1): once every server is closed, no native
+    request may be left. One that is was either never released by the core, or is held by a
+    Request object that outlived its test (say, in the traceback of an exception the test keeps),
+    and under ASan it shows up at exit as a leak from mx__req_new, or not, depending on what
+    else keeps the session's objects alive past the interpreter's last collection."""
+    if exitstatus != 0:
+        return  # a failure's report may keep a frame, and with it a Request, alive
+    _close_all()  # servers a test left open
+    gc.collect()
+    live = _mummyx._debug_live_requests()  # None in release builds
+    if live:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"{live} native request(s) still alive after every server closed "
+                                "(a Request kept past its test, or a reference never dropped)",
+                                red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

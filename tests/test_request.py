@@ -53,6 +53,18 @@ def echo(serve):
     return serve(router)
 
 
+# ---- repr ----------------------------------------------------------------------------------
+
+def test_repr_shows_method_and_target(serve):
+    router = Router()
+    router.get("/**", repr)
+    server = serve(router)
+    with client(server) as c:
+        assert c.get("/a/b?x=1").text == "<Request GET /a/b?x=1>"
+        long_path = "/" + "p" * 300
+        assert c.get(long_path).text == "<Request GET " + long_path[:200] + ">"
+
+
 # ---- method, uri, path ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "PURGE"])

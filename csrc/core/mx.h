@@ -229,6 +229,12 @@ int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *writ
 void mx_req_incref(mx_req_t *r);
 void mx_req_decref(mx_req_t *r);
 
+/* Debug builds (MX_DEBUG_COUNTS, set by MUMMYX_DEBUG=1 and MUMMYX_SANITIZE=1): how many requests
+ * exist now, in every server of the process; -1 in other builds. Any thread. Once every server
+ * is closed and every Request object is gone this is 0; anything else is a reference that was
+ * never dropped, or a Python object that outlived its request (tests/conftest.py checks it). */
+long mx_debug_live_requests(void);
+
 /* A response header given by the binding; name and value need not be NUL-terminated. */
 typedef mx_header_t mx_resp_header_t;
 

@@ -99,6 +99,18 @@ static const char *http_date(void) {
     return buf;
 }
 
+#ifdef MX_DEBUG_COUNTS
+static atomic_long live_requests; /* mx__req_new minus the last decrefs */
+#endif
+
+long mx_debug_live_requests(void) {
+#ifdef MX_DEBUG_COUNTS
+    return atomic_load(&live_requests);
+#else
+    return -1;
+#endif
+}
+
 void mx_req_incref(mx_req_t *r) { atomic_fetch_add_explicit(&r->refcnt, 1, memory_order_relaxed); }
 
 void mx_req_decref(mx_req_t *r) {
@@ -109,6 +121,9 @@ void mx_req_decref(mx_req_t *r) {
             mx_stream_decref(r->stream);
         mx__body_chan_free(r->chan);
         free(r);
+#ifdef MX_DEBUG_COUNTS
+        atomic_fetch_sub_explicit(&live_requests, 1, memory_order_relaxed);
+#endif
     }
 }
 
@@ -202,6 +217,9 @@ mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h,
         return NULL;
     memset(r, 0, sizeof(*r));
     atomic_init(&r->refcnt, 1); /* the connection's reference */
+#ifdef MX_DEBUG_COUNTS
+    atomic_fetch_add_explicit(&live_requests, 1, memory_order_relaxed);
+#endif
     atomic_init(&r->responded, 0);
     r->server = s;
     r->conn = c;

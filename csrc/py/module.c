@@ -82,6 +82,16 @@ static PyObject *status_reason(PyObject *mod, PyObject *arg) {
     return PyUnicode_FromString(mx_status_reason((int)st));
 }
 
+/* _debug_live_requests() -> int | None: native requests alive now (debug builds only). */
+static PyObject *debug_live_requests(PyObject *mod, PyObject *unused) {
+    (void)mod;
+    (void)unused;
+    long n = mx_debug_live_requests();
+    if (n < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromLong(n);
+}
+
 static PyMethodDef pymx_methods[] = {
     {"validate_pattern", validate_pattern, METH_O,
      "validate_pattern($module, pattern, /)\n--\n\n"
@@ -94,6 +104,9 @@ static PyMethodDef pymx_methods[] = {
     {"sse_fanout", (PyCFunction)(void (*)(void))pymx_sse_fanout, METH_FASTCALL,
      "sse_fanout($module, streams, payload, /)\n--\n\nQueue the same encoded event on every "
      "stream; return how many took it."},
+    {"_debug_live_requests", debug_live_requests, METH_NOARGS,
+     "_debug_live_requests($module, /)\n--\n\nHow many native requests exist now, in every "
+     "server; None unless built with MUMMYX_DEBUG=1 or MUMMYX_SANITIZE=1."},
     {NULL, NULL, 0, NULL},
 };
 

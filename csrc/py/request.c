@@ -759,11 +759,19 @@ int pymx_respond_value(MxRequestObject *self, PyObject *value) {
     return 0;
 }
 
+/* "<Request GET /path?query>", the target cut at 200 bytes. Built from two strings: Python
+ * before 3.12 does not take "%.*s" in PyUnicode_FromFormat (it printed the format itself). */
 static PyObject *request_repr(MxRequestObject *self) {
     mx_req_t *r = self->req;
-    return PyUnicode_FromFormat("<Request %.*s %.*s>", (int)r->method_len,
-                                r->method ? r->method : "", (int)(r->target_len > 200 ? 200 : r->target_len),
-                                r->target ? r->target : "");
+    size_t tlen = r->target_len > 200 ? 200 : r->target_len;
+    PyObject *res = NULL;
+    PyObject *method = latin1(r->method ? r->method : "", r->method_len);
+    PyObject *target = method ? latin1(r->target ? r->target : "", tlen) : NULL;
+    if (target)
+        res = PyUnicode_FromFormat("<Request %U %U>", method, target);
+    Py_XDECREF(method);
+    Py_XDECREF(target);
+    return res;
 }
 
 static PyMethodDef request_methods[] = {

@@ -331,6 +331,8 @@ static int parse_head(mx_conn_t *c) {
         return 1;
     }
     if (streamed) {
+        /* Nothing to decode: save_body may take it socket -> pipe -> file (body.c). */
+        r->chan->can_splice = !info.chunked && info.content_length > 0;
         /* The handler runs now and pulls the body as it arrives (body.c). */
         r->dispatched = 1;
         mx_req_incref(r);
@@ -710,6 +712,73 @@ static void pump(mx_conn_t *c) {
     }
 }
 
+/* The client finished sending. Answer the complete requests it already made (it may still be
+ * reading: a half-close), drop an incomplete one, then close. */
+static void on_client_eof(mx_conn_t *c) {
+    c->no_more_requests = 1;
+    if (c->cur && c->cur->chan) {
+        mx__body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
+        c->cur = NULL;
+    } else if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
+        drop_tail(c);
+    }
+    c->rpos = c->rlen = 0;
+    c->state = MX_CONN_HEAD;
+    mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (!c->pipe_head) {
+        mx__conn_close(c);
+        return;
+    }
+    c->read_paused = 1;
+    update_read_interest(c);
+}
+
+/* Splicing a streamed Content-Length body (body.c): the socket's bytes go straight into the
+ * reader's pipe, at most up to the body's end, so the next request's bytes stay on the socket. */
+static void splice_body(mx_conn_t *c) {
+    mx_req_t *r = c->cur;
+    for (;;) {
+        size_t want = c->body_remaining < MX_BODY_HIGH ? (size_t)c->body_remaining : MX_BODY_HIGH;
+        int full;
+        int n = mx__body_splice_in(r->chan, c->fd, want, &full);
+        if (n == 0) {
+            on_client_eof(c);
+            return;
+        }
+        if (n == MX_EAGAIN) {
+            if (full)
+                pause_for_body(c);
+            return;
+        }
+        if (n < 0) {
+            mx__conn_close(c);
+            return;
+        }
+        c->body_remaining -= (uint64_t)n;
+        c->body_window += (size_t)n;
+        c->continue_sent = 1; /* the client sent the body anyway */
+        if (c->timer_kind == MX_TIMER_IDLE)
+            mx__timer_set(c, MX_TIMER_NONE, 0);
+        if (c->body_remaining == 0) {
+            finish_streamed(c, r);
+            pump(c); /* the response may be ready; the next request waits on the socket */
+            return;
+        }
+        if (full) {
+            pause_for_body(c);
+            return;
+        }
+        if ((size_t)n < want)
+            return; /* the socket is drained; epoll tells us when there is more */
+    }
+}
+
+/* The request being received has a streamed body whose reader takes it from a pipe. */
+static int splicing(mx_conn_t *c) {
+    return c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen &&
+           (c->cur->chan->splice_on || mx__body_start_splice(c->cur->chan));
+}
+
 void mx__conn_on_readable(mx_conn_t *c) {
     mx_server_t *s = c->server;
     if (c->lingering) {
@@ -721,6 +790,10 @@ void mx__conn_on_readable(mx_conn_t *c) {
     }
     if (c->read_paused)
         return; /* EPOLLIN is off: a stale event from before the pause */
+    if (splicing(c)) {
+        splice_body(c);
+        return;
+    }
     if (c->rcap < BULK_RBUF && (c->state == MX_CONN_WS || c->state == MX_CONN_BODY_CL ||
                                 c->state == MX_CONN_BODY_CHUNKED)) {
         /* Bulk data (WebSocket frames, request bodies): read in larger bites, fewer syscalls. */
@@ -758,24 +831,7 @@ void mx__conn_on_readable(mx_conn_t *c) {
         return;
     }
     if (n == 0) {
-        /* The client finished sending. Answer the complete requests it already made (it may
-         * still be reading: a half-close), drop an incomplete one, then close. */
-        c->no_more_requests = 1;
-        if (c->cur && c->cur->chan) {
-            mx__body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
-            c->cur = NULL;
-        } else if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
-            drop_tail(c);
-        }
-        c->rpos = c->rlen = 0;
-        c->state = MX_CONN_HEAD;
-        mx__timer_set(c, MX_TIMER_NONE, 0);
-        if (!c->pipe_head) {
-            mx__conn_close(c);
-            return;
-        }
-        c->read_paused = 1;
-        update_read_interest(c);
+        on_client_eof(c);
         return;
     }
     if (n < 0) {

@@ -72,6 +72,20 @@ typedef struct mx_body_chan {
     int want_resume;      /* the reader made room: the I/O thread may read again */
     int want_continue;    /* the reader wants the body: send 100 Continue */
     int read_started;
+    /*
+     * Splicing (save_body of a Content-Length body): once the reader asks for it (want_splice)
+     * and the I/O thread has no body bytes of this request left in its read buffer, the I/O
+     * thread moves the rest of the body socket -> pipe with splice(2) (splice_on), and the reader
+     * moves it pipe -> file: no copy through user space. Bytes in buf come before the pipe's.
+     * The I/O thread owns pipe_w and closes it when the body ends (mx__body_end), so a reader
+     * blocked on the pipe wakes up at the end; pipe_r is the reader's. Both close with the chan.
+     */
+    int can_splice;       /* set once before dispatch: a Content-Length body, nothing to decode */
+    int want_splice;      /* the reader would take the body from a pipe */
+    int splice_on;        /* the pipe is in use: body bytes after buf's arrive through it */
+    int pipe_r, pipe_w;   /* -1 when closed */
+    size_t pipe_cap;      /* the pipe's capacity in bytes */
+    uint64_t piped, unpiped; /* bytes put into / taken out of the pipe */
 } mx_body_chan_t;
 
 /*
@@ -264,6 +278,8 @@ void mx__body_chan_free(mx_body_chan_t *ch);
 int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n); /* 1: now full; <0 ENOMEM */
 void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
 int mx__body_complete(mx_body_chan_t *ch);
+int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full); /* I/O thread */
+int mx__body_start_splice(mx_body_chan_t *ch); /* I/O thread: 1 if splicing now */
 void mx__req_notify(mx_req_t *r);              /* any thread */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 

@@ -213,6 +213,8 @@ int mx_req_streamed(const mx_req_t *r);
  * Writes the rest of the body to path: into a temporary file in the same directory, renamed
  * into place once complete; on any failure the temporary file is removed and nothing is left.
  * Returns 0 with *written set, a mx_req_read error, or MX_ESYS with errno set. No GIL needed.
+ * A streamed Content-Length body moves socket -> pipe -> file with splice(2); if the save fails
+ * midway, mx_req_read still returns the rest of the body, in order.
  */
 int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
 

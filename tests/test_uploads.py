@@ -775,7 +775,8 @@ def test_continue_then_spliced_body(serve, gate_router, tmp_path):
 
 def test_read_after_a_failed_spliced_save_gets_the_rest(tmp_path):
     """save_body fails midway on the pipe path (the file size limit); the handler reads the
-    rest of the body with read(): every byte, in order, after the ones save_body took."""
+    rest of the body with read(): every byte, in order, after the ones save_body took; or
+    parses it with multipart()."""
     proc = subprocess.Popen([sys.executable, "-c", READ_AFTER_FAILED_SAVE, str(tmp_path)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT, text=True)
     try:
@@ -788,6 +789,19 @@ def test_read_after_a_failed_spliced_save_gets_the_rest(tmp_path):
             got = c.response().json()
         assert got["errno"] == errno.EFBIG and got["rest_len"] > 0
         assert got["rest_sha256"] == sha(body[len(body) - got["rest_len"]:])
+        assert os.listdir(tmp_path) == []
+        # multipart() after the failed save: the parser borrows what the pipe holds
+        form = (b"\r\n--bnd\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nhello"
+                b"\r\n--bnd\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\n"
+                + b"w" * 700_000 + b"\r\n--bnd--\r\n")
+        body = b"x" * (2 << 20) + form
+        with Client(port) as c:
+            c.send(head("PUT", "/m", f"Content-Length: {len(body)}", "Expect: 100-continue",
+                        "Content-Type: multipart/form-data; boundary=bnd"))
+            assert c.response().status == 100
+            c.send(body)
+            got = c.response().json()
+        assert got == {"errno": errno.EFBIG, "parts": [["a", "hello"], ["b", "w" * 700_000]]}
         assert os.listdir(tmp_path) == []
     finally:
         proc.stdin.close()
@@ -808,6 +822,13 @@ def f(request):
         rest = request.read()
         return {"errno": exc.errno, "rest_len": len(rest),
                 "rest_sha256": hashlib.sha256(rest).hexdigest()}
+@router.put("/m", stream=True, max_body_len=None)
+def m(request):
+    try:
+        request.save_body(sys.argv[1] + "/big.bin")
+    except OSError as exc:  # the rest, from the pipe, parsed as a form (the cut is preamble)
+        return {"errno": exc.errno,
+                "parts": [[p.name, p.read().decode()] for p in request.multipart()]}
 server = Server(router, workers=2).start()
 print(server.port, flush=True)
 sys.stdin.read()

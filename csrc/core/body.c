@@ -28,13 +28,20 @@
 
 #include "internal.h"
 
-mx_body_chan_t *mx__body_chan_new(void) {
+#define RING_MIN 16384
+
+mx_body_chan_t *mx__body_chan_new(uint64_t size_hint) {
     mx_body_chan_t *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
     pthread_mutex_init(&ch->mu, NULL);
     pthread_cond_init(&ch->cv, NULL);
     ch->pipe_r = ch->pipe_w = -1;
+    /* The ring's first size: what the body needs, up to the largest (it grows from there). */
+    size_t cap = RING_MIN;
+    while (cap < size_hint && cap < MX_BODY_RING_MAX)
+        cap *= 2;
+    ch->cap = cap; /* allocated by the first write */
     return ch;
 }
 
@@ -48,40 +55,121 @@ void mx__body_chan_free(mx_body_chan_t *ch) {
     if (ch->pipe_w >= 0)
         close(ch->pipe_w);
     free(ch->buf);
+    free(ch->old_buf);
     free(ch);
 }
 
-/* I/O thread. Returns 1 when the channel is now over its high mark (stop reading), 0 when it
- * has room, MX_ENOMEM. */
-int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n) {
-    pthread_mutex_lock(&ch->mu);
-    if (ch->off > 0 && ch->off == ch->len)
-        ch->off = ch->len = 0;
-    if (ch->len + n > ch->cap) {
-        if (ch->off > 0) { /* compact first */
-            memmove(ch->buf, ch->buf + ch->off, ch->len - ch->off);
-            ch->len -= ch->off;
-            ch->off = 0;
-        }
-        if (ch->len + n > ch->cap) {
-            size_t cap = ch->cap ? ch->cap : 16384;
-            while (cap < ch->len + n)
-                cap *= 2;
-            char *nb = realloc(ch->buf, cap);
-            if (!nb) {
-                pthread_mutex_unlock(&ch->mu);
-                return MX_ENOMEM;
-            }
-            ch->buf = nb;
-            ch->cap = cap;
-        }
+/* Under mu: where the next byte goes, and how many fit there without wrapping. */
+static size_t ring_tail(const mx_body_chan_t *ch) {
+    size_t t = ch->head + ch->used;
+    return t >= ch->cap ? t - ch->cap : t;
+}
+
+static size_t ring_contig_free(const mx_body_chan_t *ch) {
+    if (ch->used == ch->cap)
+        return 0;
+    size_t t = ring_tail(ch);
+    return t >= ch->head ? ch->cap - t : ch->head - t;
+}
+
+/* I/O thread, under mu: makes room for `want` more bytes if the ring may grow. The unread bytes
+ * move to the start of a new buffer; a borrowed old one stays until the reader is done. */
+static int ring_reserve(mx_body_chan_t *ch, size_t want) {
+    /* Empty: the next bytes go in one piece. Only the writer may move head this way: the reader
+     * moving it would move the free space the writer was just given. */
+    if (ch->used == 0 && !ch->borrowed)
+        ch->head = 0;
+    if (ch->buf && ch->cap - ch->used >= want)
+        return 0;
+    size_t cap = ch->cap;
+    while (cap - ch->used < want && cap < MX_BODY_RING_MAX)
+        cap *= 2;
+    if (ch->buf && cap == ch->cap)
+        return 0; /* as large as it gets: the caller takes what fits */
+    char *nb = malloc(cap);
+    if (!nb)
+        return MX_ENOMEM;
+    if (ch->buf) {
+        size_t first = ch->cap - ch->head < ch->used ? ch->cap - ch->head : ch->used;
+        memcpy(nb, ch->buf + ch->head, first);
+        memcpy(nb + first, ch->buf, ch->used - first);
+        if (ch->borrowed && !ch->old_buf)
+            ch->old_buf = ch->buf; /* the reader's pointer points here */
+        else
+            free(ch->buf);
     }
-    memcpy(ch->buf + ch->len, data, n);
-    ch->len += n;
-    int full = ch->len - ch->off > MX_BODY_HIGH;
+    ch->buf = nb;
+    ch->cap = cap;
+    ch->head = 0;
+    return 0;
+}
+
+/* Under mu, after the I/O thread added bytes: wake the reader; 1 when over the high mark. */
+static int ring_added(mx_body_chan_t *ch, size_t n) {
+    ch->used += n;
+    int full = ch->used > MX_BODY_HIGH;
     if (full)
         ch->io_paused = 1;
     pthread_cond_broadcast(&ch->cv);
+    return full;
+}
+
+/* I/O thread. Copies n bytes in (n <= mx__body_free). Returns 1 when the channel is now over its
+ * high mark (stop reading), 0 when it has room, MX_ENOMEM. */
+int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n) {
+    pthread_mutex_lock(&ch->mu);
+    if (ring_reserve(ch, n) != 0 || ch->cap - ch->used < n) {
+        pthread_mutex_unlock(&ch->mu);
+        return MX_ENOMEM;
+    }
+    size_t t = ring_tail(ch);
+    size_t first = ch->cap - t < n ? ch->cap - t : n;
+    memcpy(ch->buf + t, data, first);
+    memcpy(ch->buf, data + first, n - first);
+    int full = ring_added(ch, n);
+    pthread_mutex_unlock(&ch->mu);
+    return full;
+}
+
+/* I/O thread: the most one mx__body_push may take now. */
+size_t mx__body_free(mx_body_chan_t *ch) {
+    pthread_mutex_lock(&ch->mu);
+    size_t f = MX_BODY_RING_MAX - ch->used;
+    pthread_mutex_unlock(&ch->mu);
+    return f;
+}
+
+/*
+ * I/O thread: points *at to free space for up to `want` bytes that the socket can be read into
+ * directly, *len its size; then mx__body_commit says how much arrived. Nothing else writes there
+ * meanwhile. Returns 0, 1 when the ring is full (stop reading: the reader asks to resume as it
+ * does after a high mark), or MX_ENOMEM.
+ */
+int mx__body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len) {
+    pthread_mutex_lock(&ch->mu);
+    int rc = ring_reserve(ch, want < MX_BODY_HIGH ? want : MX_BODY_HIGH);
+    if (rc != 0 && !ch->buf) {
+        pthread_mutex_unlock(&ch->mu);
+        return rc;
+    }
+    size_t room = ring_contig_free(ch);
+    /* Bounded as before the ring: the high mark plus one socket read of 64 KiB. */
+    size_t bound = MX_BODY_HIGH + 65536;
+    if (room > bound - (ch->used < bound ? ch->used : bound))
+        room = bound - (ch->used < bound ? ch->used : bound);
+    rc = room == 0;
+    if (rc)
+        ch->io_paused = 1;
+    *at = ch->buf + ring_tail(ch);
+    *len = room < want ? room : want;
+    pthread_mutex_unlock(&ch->mu);
+    return rc;
+}
+
+/* I/O thread: n bytes were read into the space mx__body_room gave. 1 when now full. */
+int mx__body_commit(mx_body_chan_t *ch, size_t n) {
+    pthread_mutex_lock(&ch->mu);
+    int full = ring_added(ch, n);
     pthread_mutex_unlock(&ch->mu);
     return full;
 }
@@ -179,6 +267,22 @@ int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full) {
     return MX_EAGAIN;
 }
 
+/* Reader, under mu: n bytes were taken. Returns 1 when the I/O thread must be told to resume. */
+static int ring_taken(mx_body_chan_t *ch, size_t n) {
+    if (n > ch->used)
+        n = ch->used;
+    ch->head += n;
+    if (ch->head >= ch->cap)
+        ch->head -= ch->cap;
+    ch->used -= n;
+    if (ch->io_paused && ch->used < MX_BODY_LOW) {
+        ch->io_paused = 0;
+        ch->want_resume = 1;
+        return 1;
+    }
+    return 0;
+}
+
 /* Reader: the first read of a streamed body; the I/O thread sends 100 Continue if the client
  * waits for it, and starts splicing if asked to. */
 static void chan_begin(mx_req_t *r, mx_body_chan_t *ch, int splice) {
@@ -208,19 +312,16 @@ static ssize_t chan_read(mx_req_t *r, char *buf, size_t n, int out_fd, int *to_f
     int notify = 0;
     *to_fd = 0;
     pthread_mutex_lock(&ch->mu);
-    while (ch->off == ch->len && !ch->splice_on && !ch->done && !ch->err)
+    while (ch->used == 0 && !ch->splice_on && !ch->done && !ch->err)
         pthread_cond_wait(&ch->cv, &ch->mu);
     ssize_t got;
-    if (ch->off < ch->len) {
-        size_t take = ch->len - ch->off < n ? ch->len - ch->off : n;
-        memcpy(buf, ch->buf + ch->off, take);
-        ch->off += take;
+    if (ch->used > 0) {
+        size_t take = ch->used < n ? ch->used : n;
+        size_t first = ch->cap - ch->head < take ? ch->cap - ch->head : take;
+        memcpy(buf, ch->buf + ch->head, first);
+        memcpy(buf + first, ch->buf, take - first);
+        notify = ring_taken(ch, take);
         got = (ssize_t)take;
-        if (ch->io_paused && ch->len - ch->off < MX_BODY_LOW) {
-            ch->io_paused = 0;
-            ch->want_resume = 1;
-            notify = 1;
-        }
     } else if (ch->splice_on) {
         /* buf is empty and stays so: the rest of the body is in (or on its way to) the pipe */
         int fd = ch->pipe_r;
@@ -274,6 +375,83 @@ ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n) {
     chan_begin(r, ch, 0);
     int to_fd;
     return chan_read(r, buf, n, -1, &to_fd);
+}
+
+ssize_t mx_req_peek(mx_req_t *r, const char **data) {
+    mx_body_chan_t *ch = r->chan;
+    if (!ch) {
+        *data = r->body + r->read_pos;
+        return (ssize_t)(r->body_len - r->read_pos);
+    }
+    chan_begin(r, ch, 0);
+    int notify = 0;
+    ssize_t got;
+    pthread_mutex_lock(&ch->mu);
+    while (ch->used == 0 && !ch->splice_on && !ch->done && !ch->err)
+        pthread_cond_wait(&ch->cv, &ch->mu);
+    if (ch->used == 0 && ch->splice_on && ch->pipe_r >= 0) {
+        /* The rest is in the pipe (a save_body that failed midway): the I/O thread no longer
+         * writes into the ring, so the reader fills it from the pipe itself. */
+        if (!ch->buf && (ch->buf = malloc(ch->cap)) == NULL) {
+            pthread_mutex_unlock(&ch->mu);
+            return MX_ENOMEM;
+        }
+        int fd = ch->pipe_r;
+        char *b = ch->buf;
+        size_t cap = ch->cap;
+        pthread_mutex_unlock(&ch->mu);
+        ssize_t k;
+        do {
+            k = read(fd, b, cap);
+        } while (k < 0 && errno == EINTR);
+        pthread_mutex_lock(&ch->mu);
+        if (k < 0) {
+            got = MX_ESYS;
+            goto out;
+        }
+        if (k == 0) {
+            close(ch->pipe_r);
+            ch->pipe_r = -1;
+        } else {
+            ch->head = 0;
+            ch->used = (size_t)k;
+            ch->unpiped += (uint64_t)k;
+            if (ch->io_paused) {
+                ch->io_paused = 0;
+                ch->want_resume = 1;
+                notify = 1;
+            }
+        }
+    }
+    if (ch->used > 0) {
+        *data = ch->buf + ch->head;
+        got = (ssize_t)(ch->cap - ch->head < ch->used ? ch->cap - ch->head : ch->used);
+        ch->borrowed = 1;
+    } else {
+        got = ch->done ? 0 : ch->err ? ch->err : MX_ECLOSED;
+    }
+out:
+    pthread_mutex_unlock(&ch->mu);
+    if (notify)
+        mx__req_notify(r);
+    return got;
+}
+
+void mx_req_consume(mx_req_t *r, size_t n) {
+    mx_body_chan_t *ch = r->chan;
+    if (!ch) {
+        size_t left = r->body_len - r->read_pos;
+        r->read_pos += n < left ? n : left;
+        return;
+    }
+    pthread_mutex_lock(&ch->mu);
+    ch->borrowed = 0;
+    free(ch->old_buf); /* a buffer the ring outgrew while the reader held it */
+    ch->old_buf = NULL;
+    int notify = ring_taken(ch, n);
+    pthread_mutex_unlock(&ch->mu);
+    if (notify)
+        mx__req_notify(r);
 }
 
 /* The process umask, read without changing it (umask(2) would race with other threads). */

@@ -27,6 +27,12 @@
 
 #define RBUF_INITIAL 8192
 #define BULK_RBUF 65536
+/* One socket read straight into a streamed body's ring. Larger reads make the kernel's receive
+ * buffer autotuning grow the socket buffer further (measured: 11 MB instead of 7 MB taken in
+ * from a client while the handler sleeps), and that is memory outside our bound. */
+#ifndef BODY_READ_MAX
+#define BODY_READ_MAX 65536
+#endif
 #define LINGER_SECONDS 2.0
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -307,7 +313,7 @@ static int parse_head(mx_conn_t *c) {
         return 1;
     }
     if (streamed) {
-        r->chan = mx__body_chan_new();
+        r->chan = mx__body_chan_new(info.chunked ? 0 : (uint64_t)info.content_length);
         if (!r->chan) {
             reject(c, 503);
             return 1;
@@ -356,6 +362,9 @@ static int read_body_cl(mx_conn_t *c) {
     if (r->chan) {
         if (c->body_paused)
             return 0; /* the handler has not caught up yet */
+        size_t room = mx__body_free(r->chan);
+        if (take > room)
+            take = room; /* the rest stays in rbuf until the reader makes room */
         int full = mx__body_push(r->chan, c->rbuf + c->rpos, take);
         if (full < 0) {
             mx__conn_close(c);
@@ -389,10 +398,14 @@ static int read_body_chunked(mx_conn_t *c) {
     if (r->chan) {
         if (c->body_paused)
             return 0;
-        /* decode in place, then hand the payload to the reader */
+        /* decode in place, then hand the payload to the reader (never more than it can take:
+         * the payload is no longer than the input) */
         size_t out_len = 0;
         int done = 0;
         char *at = c->rbuf + c->rpos;
+        size_t room = mx__body_free(r->chan);
+        if (avail > room)
+            avail = room;
         ssize_t used = mx_chunked_decode(&c->chunked, at, avail, at, &out_len, &done);
         if (used < 0) {
             reject(c, used == MX_HTTP1_TOO_LARGE ? 413 : 400);
@@ -773,6 +786,47 @@ static void splice_body(mx_conn_t *c) {
     }
 }
 
+/* A streamed Content-Length body with nothing of it left in rbuf: read the socket straight into
+ * the reader's ring, never past the body's end (the next request stays on the socket). */
+static void read_into_chan(mx_conn_t *c) {
+    mx_req_t *r = c->cur;
+    char *at;
+    size_t room;
+    size_t want = c->body_remaining < BODY_READ_MAX ? (size_t)c->body_remaining : BODY_READ_MAX;
+    int rc = mx__body_room(r->chan, want, &at, &room);
+    if (rc < 0) {
+        mx__conn_close(c);
+        return;
+    }
+    if (rc == 1) {
+        pause_for_body(c);
+        return;
+    }
+    ssize_t n = read(c->fd, at, room);
+    if (n == 0) {
+        on_client_eof(c);
+        return;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            mx__conn_close(c);
+        return;
+    }
+    int full = mx__body_commit(r->chan, (size_t)n);
+    c->body_remaining -= (uint64_t)n;
+    c->body_window += (size_t)n;
+    c->continue_sent = 1; /* the client sent the body anyway */
+    if (c->timer_kind == MX_TIMER_IDLE)
+        mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (c->body_remaining == 0) {
+        finish_streamed(c, r);
+        pump(c);
+        return;
+    }
+    if (full)
+        pause_for_body(c);
+}
+
 /* The request being received has a streamed body whose reader takes it from a pipe. */
 static int splicing(mx_conn_t *c) {
     return c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen &&
@@ -792,6 +846,10 @@ void mx__conn_on_readable(mx_conn_t *c) {
         return; /* EPOLLIN is off: a stale event from before the pause */
     if (splicing(c)) {
         splice_body(c);
+        return;
+    }
+    if (c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen) {
+        read_into_chan(c);
         return;
     }
     if (c->rcap < BULK_RBUF && (c->state == MX_CONN_WS || c->state == MX_CONN_BODY_CL ||

@@ -61,11 +61,19 @@ struct mx_ws_deflater;
  */
 #define MX_BODY_HIGH (1u << 20)
 #define MX_BODY_LOW (256u << 10)
+#define MX_BODY_RING_MAX (2u * MX_BODY_HIGH)
 typedef struct mx_body_chan {
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    /* A ring: the unread bytes are the `used` bytes from buf[head] on, wrapping at cap. The I/O
+     * thread writes only into the free part (reading the socket straight into it), the reader
+     * only reads the used part, so neither waits for the other while it copies. cap grows
+     * (doubling, up to MX_BODY_RING_MAX) only on the I/O thread, under mu; a buffer the reader
+     * still borrows (mx_req_peek) is kept in old_buf until it gives the borrow back. */
     char *buf;
-    size_t cap, off, len; /* unread bytes are buf[off..len) */
+    size_t cap, head, used;
+    char *old_buf;
+    int borrowed; /* the reader holds a pointer into buf (or old_buf) */
     int done;             /* the whole body is in buf */
     int err;              /* 0, MX_ECLOSED (client gone / cut) or MX_EINVAL (bad body) */
     int io_paused;        /* the I/O thread stopped reading for room (under mu) */
@@ -273,9 +281,12 @@ void mx__conn_start_linger(mx_conn_t *c);
 void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed);
 
 /* body.c */
-mx_body_chan_t *mx__body_chan_new(void);
+mx_body_chan_t *mx__body_chan_new(uint64_t size_hint); /* the body's length, 0: unknown */
 void mx__body_chan_free(mx_body_chan_t *ch);
 int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n); /* 1: now full; <0 ENOMEM */
+int mx__body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len); /* 1: full */
+int mx__body_commit(mx_body_chan_t *ch, size_t n); /* I/O thread: 1 when now full */
+size_t mx__body_free(mx_body_chan_t *ch); /* I/O thread: what one push may take */
 void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
 int mx__body_complete(mx_body_chan_t *ch);
 int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full); /* I/O thread */

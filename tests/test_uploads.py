@@ -1386,7 +1386,10 @@ def push_for(sock: socket.socket, data: bytes, seconds: float,
 
 def test_backpressure_slow_handler_blocks_fast_client(serve, gate_router):
     """While the handler sleeps, the server takes in a bounded amount (its 1 MiB buffer plus
-    socket buffers), then the client's sends block; afterwards all 50 MB arrive intact."""
+    socket buffers), then the client's sends block; afterwards all 50 MB arrive intact. The
+    socket buffers are the client's send buffer (tcp_wmem, 4 MiB) and the server's receive
+    buffer, which TCP autotuning sizes after how fast the server read before the pause: about
+    6 MiB here with the server's 256 KiB reads, under 2 MiB with 64 KiB ones."""
     server = serve(gate_router)
     body = random.Random(7).randbytes(50 << 20)
     with Client(server.port) as c:
@@ -1394,7 +1397,7 @@ def test_backpressure_slow_handler_blocks_fast_client(serve, gate_router):
         assert gate_router.seen.get() == "started"
         marks: List[int] = []
         sent = push_for(c.sock, body, 1.5, marks)
-        assert sent < 10 << 20, f"{sent} bytes taken in while the handler slept"
+        assert sent < 16 << 20, f"{sent} bytes taken in while the handler slept"
         # blocked, not merely slow: nothing more went out in the last half second
         assert marks[-1] - marks[-6] < 256 << 10, marks
         gate_router.gate.set()

@@ -1389,7 +1389,8 @@ def test_backpressure_slow_handler_blocks_fast_client(serve, gate_router):
     socket buffers), then the client's sends block; afterwards all 50 MB arrive intact. The
     socket buffers are the client's send buffer (tcp_wmem, 4 MiB) and the server's receive
     buffer, which TCP autotuning sizes after how fast the server read before the pause: about
-    6 MiB here with the server's 256 KiB reads, under 2 MiB with 64 KiB ones."""
+    6 MiB here with the server's 1 MiB reads (the same with 256 KiB ones), under 2 MiB with
+    64 KiB ones."""
     server = serve(gate_router)
     body = random.Random(7).randbytes(50 << 20)
     with Client(server.port) as c:

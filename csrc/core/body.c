@@ -1,7 +1,12 @@
 /*
  * body.c: streamed request bodies. On a route registered with stream=True the handler runs as
- * soon as the head is in; the I/O thread pushes body bytes into the request's channel as they
+ * soon as the head is in; the I/O thread puts body bytes into the request's channel as they
  * arrive, and the handler's thread pulls them with mx_req_read (blocking, without the GIL).
+ *
+ * The channel is a ring. A Content-Length body is read from the socket straight into its free
+ * space (mx__body_room/mx__body_commit); a chunked one is decoded in the connection's read
+ * buffer and copied in (mx__body_push). mx_req_peek/mx_req_consume lend the reader the bytes in
+ * place, so the multipart parser and Part.save never copy them.
  *
  * Memory stays flat: above MX_BODY_HIGH buffered bytes the I/O thread stops reading the socket;
  * the reader, once below MX_BODY_LOW, asks it to resume (mx__req_notify). 100 Continue is sent

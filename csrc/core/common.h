@@ -14,6 +14,7 @@
 #define MX_ECLOSED (-32) /* the connection or stream is gone */
 #define MX_ESYS (-5)     /* a system call failed; errno says why */
 #define MX_ELIMIT (-27)  /* a configured limit was exceeded */
+#define MX_EAGAIN (-11)  /* nothing to do now: try again when the descriptor is ready */
 
 #define MX_UNUSED(x) ((void)(x))
 #define MX_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -23,6 +23,10 @@
  */
 #include "multipart.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,21 +356,42 @@ static int mx__mp_continue(const mx_mp_t *p, const unsigned char *in, size_t len
  * AT that byte: the bytes skipped equal delim[1..k), which holds no CR, so no candidate is missed
  * and no byte is looked at twice. The scan is linear whatever the data (and the client picks both
  * the boundary and the data). memchr finds the next CR unless the mismatching byte is one.
- * Measured (-O2, 64 KiB pieces, loaded 2-core box): 4-30 GB/s on random binary and on text with
- * CRLF lines, 30-45 GB/s on bodies of '-' or of boundary characters, 0.5-1.3 GB/s on the worst
- * cases (all CR, CRLF repeated, near-misses of the delimiter repeated). glibc's memmem was faster
- * on text (28 GB/s) but fell to 0.07 GB/s on a body of '-' with the boundary "-".
+ * Random binary (file uploads) has a CR every 256 bytes, so memchr stopped that often: on x86-64
+ * the scan looks for the delimiter's fixed first four bytes "\r\n--" 16 positions at a time
+ * instead (SSE2, part of the x86-64 baseline), and no other CR can start a delimiter that fits
+ * in the input; only the last few bytes, where a delimiter may begin without fitting, go
+ * through memchr. glibc's memmem was fast on text but fell to 0.07 GB/s on a body of '-' with
+ * the boundary "-"; this stays linear whatever the data.
  */
+static size_t mx__mp_next_cr(const unsigned char *in, size_t i, size_t len) {
+#if defined(__SSE2__)
+    const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'), dash = _mm_set1_epi8('-');
+    while (len - i >= 16 + 3) { /* positions i..i+15, each with its 3 following bytes */
+        __m128i a = _mm_loadu_si128((const __m128i *)(in + i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(in + i + 1));
+        __m128i c = _mm_loadu_si128((const __m128i *)(in + i + 2));
+        __m128i e = _mm_loadu_si128((const __m128i *)(in + i + 3));
+        __m128i m = _mm_and_si128(_mm_and_si128(_mm_cmpeq_epi8(a, cr), _mm_cmpeq_epi8(b, lf)),
+                                  _mm_and_si128(_mm_cmpeq_epi8(c, dash), _mm_cmpeq_epi8(e, dash)));
+        unsigned bits = (unsigned)_mm_movemask_epi8(m);
+        if (bits)
+            return i + (size_t)__builtin_ctz(bits);
+        i += 16;
+    }
+#endif
+    const unsigned char *p = memchr(in + i, '\r', len - i);
+    return p ? (size_t)(p - in) : len;
+}
+
 static size_t mx__mp_find(const mx_mp_t *p, const unsigned char *in, size_t len, int *full) {
     const unsigned char *d = (const unsigned char *)p->delim;
     const size_t dlen = p->dlen;
     size_t i = 0;
     while (i < len) {
         if (in[i] != '\r') {
-            const unsigned char *cr = memchr(in + i, '\r', len - i);
-            if (!cr)
+            i = mx__mp_next_cr(in, i, len);
+            if (i == len)
                 return len;
-            i = (size_t)(cr - in);
         }
         /* in[i] is CR, delim's first byte */
         size_t avail = len - i, lim = avail < dlen ? avail : dlen, k = 1;

@@ -207,12 +207,23 @@ int mx_server_set_route_stream(mx_server_t *s, const unsigned char *flags, size_
  * any thread holding a reference to r), one reader at a time.
  */
 ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n);
+/*
+ * Reading a request body without copying it: waits as mx_req_read does, then points *data at the
+ * next body bytes where they lie (the request's buffer) and returns how many there are (> 0),
+ * 0 at the end, or mx_req_read's errors. The bytes stay valid and in place until
+ * mx_req_consume(r, n), which drops the first n of them (n <= what peek returned) and gives the
+ * buffer back; call it before the next peek or read. Same threads as mx_req_read.
+ */
+ssize_t mx_req_peek(mx_req_t *r, const char **data);
+void mx_req_consume(mx_req_t *r, size_t n);
 /* 1 when r's body is streamed (read with mx_req_read, r->body stays empty). */
 int mx_req_streamed(const mx_req_t *r);
 /*
  * Writes the rest of the body to path: into a temporary file in the same directory, renamed
  * into place once complete; on any failure the temporary file is removed and nothing is left.
  * Returns 0 with *written set, a mx_req_read error, or MX_ESYS with errno set. No GIL needed.
+ * A streamed Content-Length body moves socket -> pipe -> file with splice(2); if the save fails
+ * midway, mx_req_read still returns the rest of the body, in order.
  */
 int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
 

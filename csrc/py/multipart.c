@@ -3,9 +3,10 @@
  * and mummyx.Part; request.form() (the Python side lives in mummyx/forms.py); and
  * mummyx.BadRequest, the exception that gives the client a 4xx instead of a 500.
  *
- * A reader owns one streaming parser (csrc/core/multipart.c). On a stream=True route it pulls
- * the body through a 64 KiB buffer with mx_req_read, so memory stays flat whatever the upload's
- * size; on other routes it parses the buffered body in place, without copying it. Only the
+ * A reader owns one streaming parser (csrc/core/multipart.c). On a stream=True route it parses
+ * the body where the core received it (mx_req_peek/mx_req_consume: the request's bounded ring),
+ * so memory stays flat whatever the upload's size and Part.save writes file bytes straight from
+ * there; on other routes it parses the buffered body in place. Neither copies the body. Only the
  * current part is readable: the reader hands out body bytes of one part at a time, and moving on
  * skips what the handler left unread.
  *
@@ -27,7 +28,7 @@
 
 #include "multipart.h"
 
-/* Read buffer of a reader on a streamed route. */
+/* The first allocation of Part.read's result. */
 #define MPR_BUF 65536
 /* Bytes after the close delimiter (the epilogue) read and dropped, so the connection can be
  * reused; a longer epilogue is left for the core to discard by closing the connection. */
@@ -42,9 +43,10 @@ typedef struct {
     mx_mp_t mp;
     size_t max_parts, max_part_headers; /* effective limits, for messages */
     int streamed;
-    char *buf;      /* streamed: MPR_BUF bytes (PyMem); buffered: NULL */
-    const char *in; /* the current input: buf, or the buffered body itself */
+    const char *in; /* the current input: borrowed from the request's ring (streamed: see
+                     * borrowing), or the buffered body itself */
     size_t in_len, in_pos;
+    int borrowing;  /* streamed: in is borrowed with mx_req_peek, given back at the next refill */
     int eof;           /* no input will follow what is in [in_pos, in_len) */
     const char *pend;  /* DATA bytes of the current part not handed out yet; they point */
     size_t pend_len;   /* into in or into mp, both stable until the next mx_mp_next */
@@ -154,12 +156,21 @@ static int mpr_event(MxMultipartReaderObject *r, mx_mp_event_t *ev) {
             int rc = mx_mp_finish(&r->mp);
             return rc == MX_MP_E_SYNTAX ? MPR_E_TRUNCATED : rc ? rc : MX_MP_DONE;
         }
-        ssize_t n = mx_req_read(r->request->req, r->buf, MPR_BUF);
+        /* Nothing of the old input is referenced any more (DATA handed out, held delimiter
+         * bytes live in the parser): give it back and borrow what follows. */
+        mx_req_t *req = r->request->req;
+        if (r->borrowing) {
+            mx_req_consume(req, r->in_len);
+            r->borrowing = 0;
+        }
+        const char *d;
+        ssize_t n = mx_req_peek(req, &d);
         if (n < 0)
             return (int)n;
-        r->in = r->buf;
+        r->in = n ? d : "";
         r->in_pos = 0;
         r->in_len = (size_t)n;
+        r->borrowing = n > 0;
         if (n == 0)
             r->eof = 1;
     }
@@ -229,10 +240,17 @@ static int mpr_advance(MxMultipartReaderObject *r, mx_mp_event_t *ev) {
     }
     if (rc == MX_MP_DONE && r->streamed && !r->eof) {
         size_t dropped = 0;
+        mx_req_t *req = r->request->req;
+        if (r->borrowing) {
+            mx_req_consume(req, r->in_len);
+            r->borrowing = 0;
+        }
         while (dropped < MPR_EPILOGUE_MAX) {
-            ssize_t n = mx_req_read(r->request->req, r->buf, MPR_BUF);
+            const char *d;
+            ssize_t n = mx_req_peek(req, &d);
             if (n <= 0)
                 break; /* the end, or an error nobody needs to hear about: the form is whole */
+            mx_req_consume(req, (size_t)n);
             dropped += (size_t)n;
         }
         r->eof = 1;
@@ -587,7 +605,8 @@ static void mpr_dealloc(MxMultipartReaderObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     mx_mp_free(&self->mp);
-    PyMem_Free(self->buf);
+    if (self->borrowing) /* give the ring back: the rest of the input is dropped */
+        mx_req_consume(self->request->req, self->in_len);
     Py_CLEAR(self->request);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
@@ -681,10 +700,7 @@ PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject
     mx_mp_limits_t lim = {(size_t)max_headers, (size_t)max_parts};
     int rc = mx_mp_init(&r->mp, boundary, (size_t)blen, &lim);
     if (rc == 0 && r->streamed) {
-        r->buf = PyMem_Malloc(MPR_BUF);
-        if (!r->buf)
-            rc = MX_ENOMEM;
-        r->in = r->buf;
+        r->in = ""; /* the first event borrows the body's first bytes */
     } else if (rc == 0) {
         /* Parse the buffered body in place: each reader starts from its beginning. */
         r->in = req->body ? req->body : "";

@@ -578,6 +578,36 @@ static void test_near_boundaries(void) {
     g_boundary = "AaB03x";
 }
 
+/* Near misses of the delimiter and the delimiter itself at every offset of the scan's 16-byte
+ * blocks and of the input's last bytes (where the SSE2 scan hands over to memchr). */
+static void test_scan_offsets(void) {
+    static const char noise[] = "ab\r\n--AaB03\r\n-x\rc\r\n--AaB0y\r\r\n\n-\r\n--";
+    const size_t nn = sizeof(noise) - 1;
+    for (size_t len = 0; len <= 48; len++) {
+        char body[256];
+        char data[64];
+        for (size_t i = 0; i < len; i++)
+            data[i] = noise[(i + len) % nn];
+        const char *pre = D CD("a") "\r\n";
+        size_t n = strlen(pre);
+        memcpy(body, pre, n);
+        memcpy(body + n, data, len);
+        n += len;
+        memcpy(body + n, CLOSE, strlen(CLOSE));
+        n += strlen(CLOSE);
+        tr_t w = {0};
+        tr_str(&w, "PART name=a\n");
+        if (len) {
+            tr_str(&w, "DATA ");
+            tr_esc(&w, data, len);
+            tr_str(&w, "\n");
+        }
+        tr_str(&w, "END\nDONE\nFINISH 0\n");
+        expect_at(body, n, w.s, __LINE__);
+        tr_free(&w);
+    }
+}
+
 static void test_preamble_epilogue(void) {
     /* clang-format off */
     EXPECT("This is the preamble.\r\nIt is ignored.\r\n--AaB03x\r\n" CD("a") "\r\nv" CLOSE
@@ -853,6 +883,7 @@ int main(void) {
     test_filename_star();
     test_empty_parts();
     test_near_boundaries();
+    test_scan_offsets();
     test_preamble_epilogue();
     test_truncated();
     test_delimiter_errors();

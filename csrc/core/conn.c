@@ -119,7 +119,7 @@ static void update_read_interest(mx_conn_t *c) {
 
 /* A streamed body's buffer is full: stop reading until its reader makes room (STYLE rule 7). */
 static void pause_for_body(mx_conn_t *c) {
-    c->body_paused = 1;
+    c->input_full = 1;
     c->read_paused = 1;
     update_read_interest(c);
 }
@@ -201,7 +201,7 @@ static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
     if (c->timer_kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     mx__body_end(r->chan, 0);
-    c->body_paused = 0; /* the body is all in: a pause for its reader no longer applies */
+    c->input_full = 0; /* the body is all in: a pause for its reader no longer applies */
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
 }
@@ -366,7 +366,7 @@ static int read_body_cl(mx_conn_t *c) {
         return 0;
     size_t take = avail < c->body_remaining ? avail : (size_t)c->body_remaining;
     if (r->chan) {
-        if (c->body_paused)
+        if (c->input_full)
             return 0; /* the handler has not caught up yet */
         size_t room = mx__body_free(r->chan);
         if (take > room)
@@ -402,7 +402,7 @@ static int read_body_chunked(mx_conn_t *c) {
         return 0;
     c->continue_sent = 1;
     if (r->chan) {
-        if (c->body_paused)
+        if (c->input_full)
             return 0;
         /* decode in place, then hand the payload to the reader (never more than it can take:
          * the payload is no longer than the input) */
@@ -548,7 +548,7 @@ again:
         c->cur = NULL;
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
-        c->body_paused = 0;
+        c->input_full = 0;
         if (c->read_paused) {
             c->read_paused = 0;
             update_read_interest(c);
@@ -707,7 +707,7 @@ static void pump(mx_conn_t *c) {
         if (c->closing || c->lingering)
             return;
         if (c->read_paused && c->inflight < s->cfg.max_pipeline && !c->no_more_requests &&
-            !c->body_paused) {
+            !c->input_full) {
             c->read_paused = 0;
             update_read_interest(c);
             continue; /* buffered requests may be waiting */
@@ -927,8 +927,8 @@ void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
     int resume = r->chan->want_resume;
     r->chan->want_resume = 0;
     pthread_mutex_unlock(&r->chan->mu);
-    if (resume && c->body_paused) {
-        c->body_paused = 0;
+    if (resume && c->input_full) {
+        c->input_full = 0;
         if (c->timer_kind == MX_TIMER_BODY) { /* the client was held back, not slow */
             c->body_window = 0;
             mx__timer_restart(c, MX_TIMER_BODY, c->server->cfg.body_timeout);

@@ -163,10 +163,11 @@ typedef struct mx_conn {
     unsigned is_unix : 1;
     unsigned hold_input : 1; /* a possible upgrade or an active stream: parse no further requests */
     unsigned stream_shut : 1; /* the server is stopping and told the stream so */
-    unsigned empty_lines : 2;
-    unsigned body_paused : 1; /* reading paused: a streamed body's buffer is full */ /* empty lines skipped before the next request-line (at most 2) */
-    uint32_t ep_events;
-    mx_stream_t *stream; /* the active stream (its request is the pipeline's head) */ /* what epoll watches now */
+    unsigned empty_lines : 2; /* empty lines skipped before the next request-line (at most 2) */
+    unsigned input_full : 1;  /* reading paused until a consumer makes room: a streamed body's
+                               * buffer or a WebSocket's inbound queue is full */
+    uint32_t ep_events;       /* what epoll watches now */
+    mx_stream_t *stream;      /* the active stream (its request is the pipeline's head) */
 
     /* input */
     char *rbuf;

@@ -493,7 +493,7 @@ void mx__stream_on_notify(mx_stream_t *st) {
     }
     if (resume && st->in_paused) {
         st->in_paused = 0;
-        c->body_paused = 0;
+        c->input_full = 0;
         c->read_paused = 0;
         mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
     }

@@ -437,7 +437,7 @@ void mx__ws_on_input(mx_conn_t *c) {
         pthread_mutex_unlock(&st->mu);
         if (full) {
             st->in_paused = 1;
-            c->body_paused = 1; /* keeps pump() from resuming reads */
+            c->input_full = 1; /* keeps pump() from resuming reads */
             c->read_paused = 1;
             mx__conn_set_events(c, c->want_write ? EPOLLOUT : 0);
             return;

@@ -752,6 +752,37 @@ static void on_client_eof(mx_conn_t *c) {
     update_read_interest(c);
 }
 
+/* After a read(2) of the socket: handles the end of input and errors and returns 1 then (the
+ * caller stops), 0 when n bytes arrived. EAGAIN and EINTR wait for the next readiness. */
+static int read_ended(mx_conn_t *c, ssize_t n) {
+    if (n == 0) {
+        on_client_eof(c);
+        return 1;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            mx__conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
+/* n bytes of a streamed Content-Length body went from the socket straight to its reader (pipe
+ * or ring). Returns 1 when that was the end of the body: the request is finished and the
+ * pipeline pumped (the response may be ready; the next request waits on the socket). */
+static int body_bytes_passed(mx_conn_t *c, mx_req_t *r, size_t n) {
+    c->body_remaining -= (uint64_t)n;
+    c->body_window += n;
+    c->continue_sent = 1; /* the client sent the body anyway */
+    if (c->timer_kind == MX_TIMER_IDLE)
+        mx__timer_set(c, MX_TIMER_NONE, 0);
+    if (c->body_remaining > 0)
+        return 0;
+    finish_streamed(c, r);
+    pump(c);
+    return 1;
+}
+
 /* Splicing a streamed Content-Length body (body.c): the socket's bytes go straight into the
  * reader's pipe, at most up to the body's end, so the next request's bytes stay on the socket. */
 static void splice_body(mx_conn_t *c) {
@@ -773,16 +804,8 @@ static void splice_body(mx_conn_t *c) {
             mx__conn_close(c);
             return;
         }
-        c->body_remaining -= (uint64_t)n;
-        c->body_window += (size_t)n;
-        c->continue_sent = 1; /* the client sent the body anyway */
-        if (c->timer_kind == MX_TIMER_IDLE)
-            mx__timer_set(c, MX_TIMER_NONE, 0);
-        if (c->body_remaining == 0) {
-            finish_streamed(c, r);
-            pump(c); /* the response may be ready; the next request waits on the socket */
+        if (body_bytes_passed(c, r, (size_t)n))
             return;
-        }
         if (full) {
             pause_for_body(c);
             return;
@@ -809,27 +832,10 @@ static void read_into_chan(mx_conn_t *c) {
         return;
     }
     ssize_t n = read(c->fd, at, room);
-    if (n == 0) {
-        on_client_eof(c);
+    if (read_ended(c, n))
         return;
-    }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            mx__conn_close(c);
-        return;
-    }
     int full = mx__body_commit(r->chan, (size_t)n);
-    c->body_remaining -= (uint64_t)n;
-    c->body_window += (size_t)n;
-    c->continue_sent = 1; /* the client sent the body anyway */
-    if (c->timer_kind == MX_TIMER_IDLE)
-        mx__timer_set(c, MX_TIMER_NONE, 0);
-    if (c->body_remaining == 0) {
-        finish_streamed(c, r);
-        pump(c);
-        return;
-    }
-    if (full)
+    if (!body_bytes_passed(c, r, (size_t)n) && full)
         pause_for_body(c);
 }
 
@@ -894,15 +900,8 @@ void mx__conn_on_readable(mx_conn_t *c) {
         mx__conn_close(c); /* the peer of a stream is gone: tell the stream at once */
         return;
     }
-    if (n == 0) {
-        on_client_eof(c);
+    if (read_ended(c, n))
         return;
-    }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            mx__conn_close(c);
-        return;
-    }
     c->rlen += (size_t)n;
     if (c->state == MX_CONN_DRAIN) {
         c->rpos = c->rlen = 0;

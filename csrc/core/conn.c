@@ -43,6 +43,10 @@
 
 static const char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+static void conn_on_events(mx_io_t *io, uint32_t e);
+static void conn_on_timer(mx_timer_t *t, int kind);
+static void conn_free(mx_io_t *io);
+
 mx_conn_t *mx__conn_new(mx_server_t *s, int fd) {
     mx_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -53,13 +57,47 @@ mx_conn_t *mx__conn_new(mx_server_t *s, int fd) {
         return NULL;
     }
     c->rcap = RBUF_INITIAL;
-    c->fd = fd;
+    c->io.fd = fd;
+    c->io.on_events = conn_on_events;
+    c->io.on_free = conn_free;
+    c->timer.fire = conn_on_timer;
     c->server = s;
-    c->id = s->next_conn_id++;
     return c;
 }
 
-void mx__conn_free(mx_conn_t *c) {
+int mx__conn_open(mx_conn_t *c) {
+    mx_server_t *s = c->server;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (mx_loop_io_add(&s->loop, &c->io, EPOLLIN) != 0) {
+        mx__conn_close(c);
+        return MX_ESYS;
+    }
+    mx__timer_set(c, MX_TIMER_IDLE, s->cfg.idle_timeout);
+    return 0;
+}
+
+void mx__conn_close(mx_conn_t *c) {
+    if (c->io.closing)
+        return;
+    mx_loop_timer_stop(&c->server->loop, &c->timer);
+    mx_loop_io_close(&c->server->loop, &c->io);
+}
+
+/* The loop's deferred free: unlinks c and releases what it holds. */
+static void conn_free(mx_io_t *io) {
+    mx_conn_t *c = (mx_conn_t *)io;
+    mx_server_t *s = c->server;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->nconns--;
     if (c->stream)
         mx__stream_detach(c->stream);
     mx_req_t *r = c->pipe_head;
@@ -168,15 +206,16 @@ static void reject(mx_conn_t *c, int status) {
     if (c->server->cfg.access_log) { /* the access log sees rejected requests too */
         r->log_only = 1;
         r->dispatched = 1;
+        r->super.ops = &mx__req_log_task_ops; /* never shed: it was answered already */
         mx_req_incref(r);
-        mx__pool_push(c->server, &r->super);
+        mx_pool_push(&c->server->pool, &r->super);
     }
 }
 
 /* The whole request is in: answer it from C (404/405 without custom handlers) or dispatch. */
 static void finish_request(mx_conn_t *c, mx_req_t *r) {
     mx_server_t *s = c->server;
-    if (c->timer_kind == MX_TIMER_BODY)
+    if (c->timer.kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
@@ -193,12 +232,12 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
     }
     r->dispatched = 1;
     mx_req_incref(r); /* the pool's reference */
-    mx__pool_push(s, &r->super);
+    mx_pool_push(&s->pool, &r->super);
 }
 
 /* The last byte of a streamed body is in: the handler already runs; the connection moves on. */
 static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
-    if (c->timer_kind == MX_TIMER_BODY)
+    if (c->timer.kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     mx__body_end(r->chan, 0);
     c->input_full = 0; /* the body is all in: a pause for its reader no longer applies */
@@ -348,7 +387,7 @@ static int parse_head(mx_conn_t *c) {
         /* The handler runs now and pulls the body as it arrives (body.c). */
         r->dispatched = 1;
         mx_req_incref(r);
-        mx__pool_push(s, &r->super);
+        mx_pool_push(&s->pool, &r->super);
     }
     c->body_window = 0;
     mx__timer_set(c, MX_TIMER_BODY, s->cfg.body_timeout);
@@ -458,7 +497,7 @@ static int read_body_chunked(mx_conn_t *c) {
 static void process_input(mx_conn_t *c) {
     mx_server_t *s = c->server;
     for (;;) {
-        if (c->closing)
+        if (c->io.closing)
             return;
         int progress = 0;
         switch (c->state) {
@@ -499,7 +538,7 @@ static void process_input(mx_conn_t *c) {
 void mx__conn_start_linger(mx_conn_t *c) {
     /* Half-close and read until the client closes: closing with unread input would make the
      * kernel send RST, which can destroy the response before the client reads it. */
-    shutdown(c->fd, SHUT_WR);
+    shutdown(c->io.fd, SHUT_WR);
     c->lingering = 1;
     c->state = MX_CONN_DRAIN;
     c->want_write = 0;
@@ -553,10 +592,10 @@ again:
             c->read_paused = 0;
             update_read_interest(c);
         }
-        if (c->timer_kind == MX_TIMER_BODY)
+        if (c->timer.kind == MX_TIMER_BODY)
             mx__timer_set(c, MX_TIMER_NONE, 0);
     }
-    if (c->stream && !c->closing && !c->lingering) {
+    if (c->stream && !c->io.closing && !c->lingering) {
         if (!mx__stream_flush(c))
             return freed; /* still streaming, or the connection ended with the stream */
         /* The SSE stream ended cleanly: its request leaves, the connection goes on. */
@@ -567,7 +606,7 @@ again:
             return freed;
         }
     }
-    while (!c->closing && !c->lingering) {
+    while (!c->io.closing && !c->lingering) {
         int n = 0;
         size_t total = 0;
         int with_continue = 0;
@@ -590,7 +629,7 @@ again:
         }
         if (n == 0)
             break;
-        ssize_t w = writev(c->fd, iov, n);
+        ssize_t w = writev(c->io.fd, iov, n);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (!c->want_write) {
@@ -608,7 +647,7 @@ again:
         if (with_continue) {
             /* a short write of 25 bytes is not worth a state: treat it as the client's problem */
             c->continue_sent = 1;
-            if (c->timer_kind == MX_TIMER_BODY) { /* the body may start only now */
+            if (c->timer.kind == MX_TIMER_BODY) { /* the body may start only now */
                 c->body_window = 0;
                 mx__timer_restart(c, MX_TIMER_BODY, c->server->cfg.body_timeout);
             }
@@ -661,11 +700,11 @@ again:
             return freed;
         }
     }
-    if (c->want_write && !c->closing && !c->lingering) {
+    if (c->want_write && !c->io.closing && !c->lingering) {
         c->want_write = 0;
         update_read_interest(c);
     }
-    if (!c->closing && !c->lingering)
+    if (!c->io.closing && !c->lingering)
         mx__conn_write_state(c, 0, 0);
     return freed;
 }
@@ -680,13 +719,13 @@ void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed) {
     mx_server_t *s = c->server;
     c->write_window += progressed;
     if (blocked) {
-        if (s->cfg.write_timeout > 0 && c->timer_kind != MX_TIMER_WRITE) {
+        if (s->cfg.write_timeout > 0 && c->timer.kind != MX_TIMER_WRITE) {
             c->write_window = 0;
             mx__timer_restart(c, MX_TIMER_WRITE, s->cfg.write_timeout);
         }
         return;
     }
-    if (c->timer_kind != MX_TIMER_WRITE)
+    if (c->timer.kind != MX_TIMER_WRITE)
         return;
     mx__timer_set(c, MX_TIMER_NONE, 0);
     if (c->stream && c->stream->kind == MX_STREAM_SSE)
@@ -699,12 +738,12 @@ void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed) {
  * timers and read interest for what the connection now waits for. */
 static void pump(mx_conn_t *c) {
     mx_server_t *s = c->server;
-    for (int rounds = 0; rounds < 64 && !c->closing && !c->lingering; rounds++) {
+    for (int rounds = 0; rounds < 64 && !c->io.closing && !c->lingering; rounds++) {
         process_input(c);
-        if (c->closing || c->lingering)
+        if (c->io.closing || c->lingering)
             return;
         int freed = flush(c);
-        if (c->closing || c->lingering)
+        if (c->io.closing || c->lingering)
             return;
         if (c->read_paused && c->inflight < s->cfg.max_pipeline && !c->no_more_requests &&
             !c->input_full) {
@@ -715,7 +754,7 @@ static void pump(mx_conn_t *c) {
         if (!freed || c->rpos == c->rlen)
             break;
     }
-    if (c->closing || c->lingering)
+    if (c->io.closing || c->lingering)
         return;
     if (!c->pipe_head) {
         if (c->no_more_requests || atomic_load(&s->stopping)) {
@@ -774,7 +813,7 @@ static int body_bytes_passed(mx_conn_t *c, mx_req_t *r, size_t n) {
     c->body_remaining -= (uint64_t)n;
     c->body_window += n;
     c->continue_sent = 1; /* the client sent the body anyway */
-    if (c->timer_kind == MX_TIMER_IDLE)
+    if (c->timer.kind == MX_TIMER_IDLE)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     if (c->body_remaining > 0)
         return 0;
@@ -790,7 +829,7 @@ static void splice_body(mx_conn_t *c) {
     for (;;) {
         size_t want = c->body_remaining < MX_BODY_HIGH ? (size_t)c->body_remaining : MX_BODY_HIGH;
         int full;
-        int n = mx__body_splice_in(r->chan, c->fd, want, &full);
+        int n = mx__body_splice_in(r->chan, c->io.fd, want, &full);
         if (n == 0) {
             on_client_eof(c);
             return;
@@ -831,7 +870,7 @@ static void read_into_chan(mx_conn_t *c) {
         pause_for_body(c);
         return;
     }
-    ssize_t n = read(c->fd, at, room);
+    ssize_t n = read(c->io.fd, at, room);
     if (read_ended(c, n))
         return;
     int full = mx__body_commit(r->chan, (size_t)n);
@@ -845,11 +884,11 @@ static int splicing(mx_conn_t *c) {
            (c->cur->chan->splice_on || mx__body_start_splice(c->cur->chan));
 }
 
-void mx__conn_on_readable(mx_conn_t *c) {
+static void on_readable(mx_conn_t *c) {
     mx_server_t *s = c->server;
     if (c->lingering) {
         char sink[4096];
-        ssize_t n = read(c->fd, sink, sizeof(sink));
+        ssize_t n = read(c->io.fd, sink, sizeof(sink));
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
             mx__conn_close(c);
         return;
@@ -895,7 +934,7 @@ void mx__conn_on_readable(mx_conn_t *c) {
     } else if (c->rpos > 0 && c->rpos == c->rlen) {
         c->rpos = c->rlen = 0;
     }
-    ssize_t n = read(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen);
+    ssize_t n = read(c->io.fd, c->rbuf + c->rlen, c->rcap - c->rlen);
     if (n == 0 && (c->stream || c->state == MX_CONN_WS)) {
         mx__conn_close(c); /* the peer of a stream is gone: tell the stream at once */
         return;
@@ -907,12 +946,23 @@ void mx__conn_on_readable(mx_conn_t *c) {
         c->rpos = c->rlen = 0;
         return;
     }
-    if (c->timer_kind == MX_TIMER_IDLE)
+    if (c->timer.kind == MX_TIMER_IDLE)
         mx__timer_set(c, MX_TIMER_NONE, 0);
     pump(c);
 }
 
-void mx__conn_on_writable(mx_conn_t *c) { pump(c); }
+/* The loop's callback for c's socket. */
+static void conn_on_events(mx_io_t *io, uint32_t e) {
+    mx_conn_t *c = (mx_conn_t *)io;
+    if ((e & (EPOLLHUP | EPOLLERR)) && !(e & EPOLLIN)) {
+        mx__conn_close(c); /* both directions are gone: nobody to answer */
+        return;
+    }
+    if (e & EPOLLIN)
+        on_readable(c);
+    if (!c->io.closing && (e & EPOLLOUT))
+        pump(c);
+}
 
 void mx__conn_response_ready(mx_conn_t *c) { pump(c); }
 
@@ -928,7 +978,7 @@ void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
     pthread_mutex_unlock(&r->chan->mu);
     if (resume && c->input_full) {
         c->input_full = 0;
-        if (c->timer_kind == MX_TIMER_BODY) { /* the client was held back, not slow */
+        if (c->timer.kind == MX_TIMER_BODY) { /* the client was held back, not slow */
             c->body_window = 0;
             mx__timer_restart(c, MX_TIMER_BODY, c->server->cfg.body_timeout);
         }
@@ -940,7 +990,7 @@ void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
     pump(c);
 }
 
-void mx__conn_on_timeout(mx_conn_t *c, int kind) {
+static void on_timeout(mx_conn_t *c, int kind) {
     if (kind == MX_TIMER_HEARTBEAT || kind == MX_TIMER_WS_PING || kind == MX_TIMER_WS_CLOSE) {
         mx__stream_on_timeout(c, kind);
         return;
@@ -978,4 +1028,9 @@ void mx__conn_on_timeout(mx_conn_t *c, int kind) {
         return;
     }
     mx__conn_close(c); /* idle keep-alive, or a lingering close that took too long */
+}
+
+/* The loop's callback for c's timer (c->timer is unarmed now). */
+static void conn_on_timer(mx_timer_t *t, int kind) {
+    on_timeout((mx_conn_t *)((char *)t - offsetof(mx_conn_t, timer)), kind);
 }

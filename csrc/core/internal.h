@@ -1,7 +1,7 @@
 /*
- * internal.h: the server's private structures, shared by server.c (loop, accept, queues),
- * conn.c (connection state machine), pool.c (workers) and response.c (response building).
- * Not for the binding.
+ * internal.h: the server's private structures, shared by server.c (life cycle, accept), conn.c
+ * (connection state machine), body.c, response.c, stream.c and websocket.c. Not for the binding.
+ * The loop (loop.h) and the pool (pool.h) stand below these and know none of them.
  */
 #ifndef MX_INTERNAL_H
 #define MX_INTERNAL_H
@@ -11,7 +11,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "loop.h"
 #include "mx.h"
+#include "pool.h"
 
 /* Connection states (STYLE: head -> body -> dispatched -> writing -> keep-alive or close). */
 enum mx_conn_state {
@@ -22,7 +24,7 @@ enum mx_conn_state {
     MX_CONN_WS,           /* upgraded: input is WebSocket frames */
 };
 
-/* Which timer list a connection is on. */
+/* Which timer class a connection is armed in (loop.h; at most MX_LOOP_TIMER_CLASSES - 1). */
 enum mx_timer_kind {
     MX_TIMER_NONE = 0,
     MX_TIMER_IDLE,
@@ -58,7 +60,7 @@ struct mx_ws_deflater;
  * The body of a request on a streamed route, between the I/O thread (writer) and the handler's
  * thread (reader). Bounded: the I/O thread stops reading the socket above MX_BODY_HIGH buffered
  * bytes, and the reader asks it to resume below MX_BODY_LOW. Lock order: mu is a leaf, but for
- * the server's out_mu taken by mx__req_notify after mu is released.
+ * the loop's queue mutex taken by mx__req_notify after mu is released.
  */
 #define MX_BODY_HIGH (1u << 20)
 #define MX_BODY_LOW (256u << 10)
@@ -98,13 +100,14 @@ typedef struct mx_body_chan {
 } mx_body_chan_t;
 
 /*
- * A stream (SSE or WebSocket). Lock order: send_mu, then mu, then the server's out_mu/pool_mu.
- * Never call out of the core while holding either.
+ * A stream (SSE or WebSocket). Lock order: send_mu, then mu, then the loop's queue mutex or the
+ * pool's mutex. Never call out of the core while holding either.
  */
 struct mx_stream {
     mx_task_t super; /* MX_TASK_WS: deliver queued events */
     atomic_int refcnt;
     mx_server_t *server;
+    mx_msg_t notify_msg; /* "this stream has news" for the loop (data, its end, room to read) */
     int kind; /* MX_STREAM_SSE or MX_STREAM_WS */
     uint64_t id;
     int chunked; /* SSE on HTTP/1.1: events are chunks, and the end is a last-chunk */
@@ -122,9 +125,7 @@ struct mx_stream {
     int close_code;              /* the peer's close code for the CLOSE event (WS) */
     char close_reason[128];
     size_t close_reason_len;
-    unsigned char notify_pending; /* on the server's notify list (under the server's out_mu) */
     unsigned char want_resume;    /* the reader paused for a full inbound queue may resume */
-    struct mx_stream *next_notify;
     mx_ws_msg_t *in_head, *in_tail; /* WebSocket events not yet delivered */
     size_t in_bytes;
     int scheduled;      /* a delivery task is queued or running */
@@ -150,11 +151,10 @@ struct mx_stream {
 #define MX_STREAM_WS 2
 
 typedef struct mx_conn {
-    int fd;
-    uint64_t id;
+    mx_io_t io;       /* its socket in the loop: io.fd, io.events, io.closing */
+    mx_timer_t timer; /* the one timer a connection has armed at a time (enum mx_timer_kind) */
     mx_server_t *server;
     int state;
-    unsigned closing : 1;   /* freed at the end of this loop pass */
     unsigned read_paused : 1;
     unsigned want_write : 1; /* EPOLLOUT registered */
     unsigned lingering : 1;  /* write side shut; discarding input until EOF or timeout */
@@ -166,7 +166,6 @@ typedef struct mx_conn {
     unsigned empty_lines : 2; /* empty lines skipped before the next request-line (at most 2) */
     unsigned input_full : 1;  /* reading paused until a consumer makes room: a streamed body's
                                * buffer or a WebSocket's inbound queue is full */
-    uint32_t ep_events;       /* what epoll watches now */
     mx_stream_t *stream;      /* the active stream (its request is the pipeline's head) */
 
     /* input */
@@ -186,15 +185,8 @@ typedef struct mx_conn {
     mx_req_t *pipe_head, *pipe_tail;
     int inflight;
 
-    /* timers: a doubly linked list per kind, sorted by deadline (all entries of a kind have the
-     * same duration, so appending keeps the order) */
-    int timer_kind;
-    int64_t deadline_ms;
-    struct mx_conn *tprev, *tnext;
-
     /* all connections (for shutdown) */
     struct mx_conn *prev, *next;
-    struct mx_conn *next_closing;
 
     char remote_addr[64];
     int remote_port;
@@ -207,54 +199,22 @@ struct mx_server {
     size_t n_route_max_body;
     unsigned char *route_stream;
     size_t n_route_stream;
-    mx_hooks_t hooks;
 
     /* listening */
-    int listen_fd;
+    mx_io_t listen_io; /* listen_io.fd is -1 when not listening */
     int is_unix;
     char *unix_path;
     int port;
 
-    /* loop */
-    int epfd;
-    int wake_fd; /* eventfd: workers post responses, stop() asks the loop to end */
+    mx_loop_t loop; /* run by the I/O thread */
+    mx_pool_t pool; /* the workers */
     pthread_t io_thread;
     int io_started;
-    uint64_t next_conn_id;
-    mx_conn_t *conns;
+    mx_conn_t *conns; /* every connection; I/O thread */
     size_t nconns;
-    mx_conn_t *closing;
     int accept_paused;
     int64_t accept_resume_at; /* after EMFILE: when to try accepting again */
-    struct {
-        mx_conn_t *head, *tail;
-    } timers[MX_TIMER__N];
-    int64_t now_ms;
-
-    /* the response queue: workers -> I/O thread, and streams with news for it.
-     * Lock order: out_mu is a leaf. */
-    pthread_mutex_t out_mu;
-    mx_req_t *out_head, *out_tail;
-    mx_stream_t *notify_head, *notify_tail;
-    mx_req_t *rnotify_head, *rnotify_tail; /* requests whose body reader has news */
-    uint64_t next_stream_id; /* under out_mu */
-    int io_done; /* under out_mu: the I/O thread has ended; nothing posted will be written */
-    atomic_int wake_pending;
-
-    /* the pool: I/O thread -> workers. Lock order: pool_mu is a leaf. */
-    pthread_mutex_t pool_mu;
-    pthread_cond_t pool_cv;
-    mx_task_t *task_head, *task_tail;
-    int idle_workers;
-    int pending_wakes;  /* signalled workers that have not woken yet */
-    int one_cpu;        /* the process may run on one CPU only (its affinity at start) */
-    int wakes_owed;     /* I/O thread only, one_cpu: signals held until the end of its pass */
-    int qlen;           /* requests in the queue */
-    int pool_stop;
-    struct mx_worker *workers;
-    int nworkers;
-    atomic_llong handler_ns; /* moving average of how long a request holds a worker */
-    atomic_int running; /* requests dispatched and not yet returned from hooks->run */
+    uint64_t next_stream_id;  /* atomic */
 
     /* lifecycle. Lock order: life_mu before nothing. */
     pthread_mutex_t life_mu;
@@ -264,22 +224,30 @@ struct mx_server {
     int started;
 };
 
-/* server.c */
-int64_t mx__now_ms(void);
+/* conn.c: connections (I/O thread) */
+static inline int64_t mx__ms(double seconds) {
+    return seconds <= 0 ? 0 : seconds < 0.001 ? 1 : (int64_t)(seconds * 1000.0);
+}
+/* Arms c's timer in class kind (MX_TIMER_NONE or seconds <= 0: disarms); re-arming the class it is
+ * in keeps the deadline. */
+static inline void mx__timer_set(mx_conn_t *c, int kind, double seconds) {
+    mx_loop_timer_set(&c->server->loop, &c->timer, kind, mx__ms(seconds));
+}
+/* As mx__timer_set, always with a new deadline. */
+static inline void mx__timer_restart(mx_conn_t *c, int kind, double seconds) {
+    mx_loop_timer_restart(&c->server->loop, &c->timer, kind, mx__ms(seconds));
+}
+static inline void mx__conn_set_events(mx_conn_t *c, uint32_t events) {
+    mx_loop_io_set(&c->server->loop, &c->io, events);
+}
+/* Closes c's socket now; c is freed at the end of the pass. */
 void mx__conn_close(mx_conn_t *c);
-void mx__conn_set_events(mx_conn_t *c, uint32_t events);
-void mx__timer_set(mx_conn_t *c, int kind, double seconds);
-void mx__timer_restart(mx_conn_t *c, int kind, double seconds); /* a new deadline even if armed */
-void mx__post_response(mx_server_t *s, mx_req_t *r);
-void mx__stream_notify(mx_stream_t *st); /* any thread; st->mu not held */
 
-/* conn.c */
+/* A connection for the accepted socket fd (not yet watched), or NULL on ENOMEM. */
 mx_conn_t *mx__conn_new(mx_server_t *s, int fd);
-void mx__conn_free(mx_conn_t *c);
-void mx__conn_on_readable(mx_conn_t *c);
-void mx__conn_on_writable(mx_conn_t *c);
+/* Links c into the server's list and starts watching it. 0, or MX_ESYS (then c is closed). */
+int mx__conn_open(mx_conn_t *c);
 void mx__conn_response_ready(mx_conn_t *c);
-void mx__conn_on_timeout(mx_conn_t *c, int kind);
 void mx__conn_stream_ready(mx_conn_t *c);
 void mx__conn_start_linger(mx_conn_t *c);
 void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed);
@@ -295,10 +263,11 @@ void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
 int mx__body_complete(mx_body_chan_t *ch);
 int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full); /* I/O thread */
 int mx__body_start_splice(mx_body_chan_t *ch); /* I/O thread: 1 if splicing now */
-void mx__req_notify(mx_req_t *r);              /* any thread */
+void mx__req_notify(mx_req_t *r);              /* any thread: the reader has news */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 
 /* stream.c */
+void mx__stream_notify(mx_stream_t *st); /* any thread; st->mu not held */
 mx_stream_t *mx__stream_new(mx_server_t *s, int kind);
 int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n); /* st->mu held; takes n */
 mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end); /* takes a reference */
@@ -313,7 +282,7 @@ void mx__stream_on_notify(mx_stream_t *st);
 void mx__stream_on_timeout(mx_conn_t *c, int kind);
 void mx__stream_shutdown(mx_stream_t *st); /* server stopping: close WS with 1001, end SSE */
 /* Queues an event for delivery (st->mu held). Returns 1 when the stream was not scheduled and
- * now is, holding the pool's reference: the caller then calls mx__pool_push(st->server,
+ * now is, holding the pool's reference: the caller then calls mx_pool_push(&st->server->pool,
  * &st->super) once it has released st->mu, so the woken worker never waits for that lock. */
 int mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m);
 
@@ -325,19 +294,12 @@ void mx__ws_free(mx_stream_t *st);
 void mx__ws_on_timeout(mx_conn_t *c, mx_stream_t *st, int kind);
 void mx__ws_task_finish(mx_stream_t *st); /* worker: requeue if events remain */
 
-/* pool.c */
-int64_t mx__now_ns(void);
-void mx__thread_batch_policy(void);
-void mx__pool_check_stall(mx_server_t *s);
-void mx__pool_shed(mx_server_t *s);
-int mx__pool_has_queued(mx_server_t *s);
-int mx__pool_start(mx_server_t *s);
-void mx__pool_push(mx_server_t *s, mx_task_t *t);
-void mx__pool_io_thread(mx_server_t *s); /* called once by the I/O thread */
-void mx__pool_flush_wakes(mx_server_t *s); /* I/O thread, before it waits for events */
-void mx__pool_stop(mx_server_t *s);
-
 /* response.c */
+/* Hands r's response (one reference to r) to the I/O thread. Any thread. */
+void mx__post_response(mx_req_t *r);
+/* Task functions of a request in the pool: a handler runs it, or (the log variant) it is only
+ * logged and never shed. */
+extern const mx_task_ops_t mx__req_task_ops, mx__req_log_task_ops;
 int mx__build_simple(mx_req_t *r, int status, const char *extra_headers, const char *body,
                      int close_conn);
 mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h, size_t head_len);

@@ -17,6 +17,8 @@
 #include "common.h"
 #include "compress.h"
 #include "http1.h"
+#include "loop.h"
+#include "pool.h"
 #include "router.h"
 
 typedef struct mx_server mx_server_t;
@@ -28,18 +30,12 @@ struct mx_conn;
 #define MX_EFULL (-105)    /* a send queue is over its bound (the peer stopped reading) */
 
 /*
- * Work for the pool. A request (MX_TASK_REQUEST) runs its handler; a WebSocket connection
- * (MX_TASK_WS) delivers its queued events, one at a time and in order. The task is embedded at
- * the start of mx_req_t and mx_stream_t.
+ * Work for the pool (mx_task_t, pool.h), told apart by its kind: a request (MX_TASK_REQUEST) runs
+ * its handler; a WebSocket connection (MX_TASK_WS) delivers its queued events, one at a time and
+ * in order. The task is embedded at the start of mx_req_t and mx_stream_t.
  */
 #define MX_TASK_REQUEST 0
 #define MX_TASK_WS 1
-typedef struct mx_task {
-    struct mx_task *next_task; /* pool queue link (pool mutex) */
-    int kind;                  /* MX_TASK_* */
-    int64_t t_queued_ns;       /* when it entered the pool's queue (pool.c) */
-    int64_t t_popped_ns;       /* when a worker took it */
-} mx_task_t;
 
 /* The least body data a client must send per body_timeout (or the rest of its body). */
 #define MX_BODY_MIN_BYTES 1024
@@ -72,14 +68,6 @@ typedef struct mx_config {
     int access_log;         /* 1: every request reaches the hooks, at least to be logged */
 } mx_config_t;
 
-/* Called on worker threads. run() owns the pool's reference to the task and must hand it back
- * with mx_task_done() once done with it (also for tasks taken with mx_pool_trypop). */
-typedef struct mx_hooks {
-    void *ctx;
-    void (*worker_start)(void *ctx);
-    void (*worker_stop)(void *ctx);
-    void (*run)(void *ctx, mx_task_t *task);
-} mx_hooks_t;
 
 /* Why a request reached the hooks. */
 #define MX_REQ_ROUTE 0             /* matched route_id (or no router: route_id is 0) */
@@ -133,7 +121,8 @@ struct mx_req {
     /* ---- private to the I/O thread ---- */
     struct mx_conn *conn; /* NULL once the connection is gone */
     struct mx_req *next_in_conn;
-    struct mx_req *next_out; /* response queue link (server out mutex) */
+    mx_msg_t resp_msg;   /* "the response is ready", to the I/O thread */
+    mx_msg_t notify_msg; /* "the body reader has news" (room, or 100 Continue wanted) */
     char *resp;
     size_t resp_len;
     size_t resp_off;
@@ -145,8 +134,6 @@ struct mx_req {
     mx_stream_t *stream; /* an SSE stream or WebSocket that follows the response head (owned) */
     struct mx_body_chan *chan; /* streamed body (a stream=True route); NULL when buffered */
     size_t read_pos;           /* mx_req_read's position in a buffered body */
-    struct mx_req *next_notify; /* server's request-notify list (out mutex) */
-    unsigned char notify_pending;
 };
 
 /* Fills c with the defaults. Any thread. */

@@ -128,6 +128,69 @@ void mx_req_decref(mx_req_t *r) {
 }
 
 
+/* ---- a request's messages to the I/O thread, and its task in the pool ---- */
+
+#define REQ_OF(ptr, member) ((mx_req_t *)((char *)(ptr) - offsetof(mx_req_t, member)))
+
+/* The response is ready: the I/O thread writes it (in pipeline order), or lets its stream know
+ * the connection is gone. */
+static void resp_deliver(mx_msg_t *m) {
+    mx_req_t *r = REQ_OF(m, resp_msg);
+    mx_conn_t *c = r->conn;
+    r->resp_ready = 1;
+    if (c && !c->io.closing)
+        mx__conn_response_ready(c);
+    else if (r->stream)
+        mx__stream_detach(r->stream);
+    mx_req_decref(r);
+}
+
+/* Nobody will write it: the loop has ended, and the client is gone with the server. */
+static void resp_drop(mx_msg_t *m) {
+    mx_req_t *r = REQ_OF(m, resp_msg);
+    if (r->stream)
+        mx__stream_detach(r->stream);
+    mx_req_decref(r);
+}
+
+/* A streamed body's reader made room, or wants 100 Continue. */
+static void notify_deliver(mx_msg_t *m) {
+    mx_req_t *r = REQ_OF(m, notify_msg);
+    mx_conn_t *c = r->conn;
+    if (c && !c->io.closing)
+        mx__conn_req_notify(c, r);
+    mx_req_decref(r);
+}
+
+static void notify_drop(mx_msg_t *m) { mx_req_decref(REQ_OF(m, notify_msg)); }
+
+static const mx_msg_ops_t resp_ops = {resp_deliver, resp_drop};
+static const mx_msg_ops_t notify_ops = {notify_deliver, notify_drop};
+
+void mx__post_response(mx_req_t *r) { mx_loop_post(&r->server->loop, &r->resp_msg); }
+
+void mx__req_notify(mx_req_t *r) {
+    mx_req_incref(r); /* the message's reference */
+    mx_loop_post(&r->server->loop, &r->notify_msg);
+}
+
+static void req_task_done(mx_task_t *t) { mx_req_decref((mx_req_t *)t); }
+
+/* Waited longer than max_queue_time for a worker: 503 with Retry-After instead of running late. */
+static void req_task_shed(mx_task_t *t) {
+    static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
+                                          {"Retry-After", 11, "1", 1}};
+    mx_req_t *r = (mx_req_t *)t;
+    int bad;
+    if (r->chan)
+        mx__body_end(r->chan, MX_ECLOSED);
+    mx_req_respond(r, 503, h, 2, "Service Unavailable", 19, &bad);
+    mx_req_decref(r); /* the pool's reference */
+}
+
+const mx_task_ops_t mx__req_task_ops = {req_task_done, req_task_shed};
+const mx_task_ops_t mx__req_log_task_ops = {req_task_done, NULL};
+
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len) {
     for (size_t i = 0; i < r->num_headers; i++)
         if (mx_http1_name_eq(r->headers[i].name, r->headers[i].name_len, lower_name, len))
@@ -223,6 +286,10 @@ mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h,
     atomic_init(&r->responded, 0);
     r->server = s;
     r->conn = c;
+    r->super.kind = MX_TASK_REQUEST;
+    r->super.ops = &mx__req_task_ops;
+    mx_msg_init(&r->resp_msg, &resp_ops);
+    mx_msg_init(&r->notify_msg, &notify_ops);
     r->minor_version = 1;
     memcpy(r->remote_addr, c->remote_addr, sizeof(r->remote_addr));
     r->remote_port = c->remote_port;
@@ -460,7 +527,7 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
         r->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
     }
     mx_req_incref(r); /* the response queue's reference */
-    mx__post_response(s, r);
+    mx__post_response(r);
     return 0;
 }
 

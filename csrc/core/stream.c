@@ -210,11 +210,19 @@ static void free_list(mx_wnode_t *n) {
 
 /* ---- the stream object ---- */
 
+static void notify_deliver(mx_msg_t *m);
+static void notify_drop(mx_msg_t *m);
+static void ws_task_done(mx_task_t *t);
+static const mx_msg_ops_t notify_ops = {notify_deliver, notify_drop};
+static const mx_task_ops_t ws_task_ops = {ws_task_done, NULL};
+
 mx_stream_t *mx__stream_new(mx_server_t *s, int kind) {
     mx_stream_t *st = calloc(1, sizeof(*st));
     if (!st)
         return NULL;
     st->super.kind = MX_TASK_WS;
+    st->super.ops = &ws_task_ops;
+    mx_msg_init(&st->notify_msg, &notify_ops);
     atomic_init(&st->refcnt, 1);
     atomic_init(&st->closed, 0);
     st->server = s;
@@ -226,11 +234,28 @@ mx_stream_t *mx__stream_new(mx_server_t *s, int kind) {
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&st->cv, &ca);
     pthread_condattr_destroy(&ca);
-    pthread_mutex_lock(&s->out_mu);
-    st->id = ++s->next_stream_id;
-    pthread_mutex_unlock(&s->out_mu);
+    st->id = __atomic_add_fetch(&s->next_stream_id, 1, __ATOMIC_RELAXED);
     return st;
 }
+
+/* "This stream has news" (data, its end, room to read again), delivered on the I/O thread. */
+static void notify_deliver(mx_msg_t *m) {
+    mx_stream_t *st = (mx_stream_t *)((char *)m - offsetof(mx_stream_t, notify_msg));
+    mx__stream_on_notify(st);
+    mx_stream_decref(st);
+}
+
+static void notify_drop(mx_msg_t *m) {
+    mx_stream_decref((mx_stream_t *)((char *)m - offsetof(mx_stream_t, notify_msg)));
+}
+
+void mx__stream_notify(mx_stream_t *st) {
+    mx_stream_incref(st); /* the message's reference */
+    mx_loop_post(&st->server->loop, &st->notify_msg);
+}
+
+/* A WebSocket's event delivery in the pool: when a worker is done, more events may wait. */
+static void ws_task_done(mx_task_t *t) { mx__ws_task_finish((mx_stream_t *)t); }
 
 void mx_stream_incref(mx_stream_t *st) {
     atomic_fetch_add_explicit(&st->refcnt, 1, memory_order_relaxed);
@@ -353,7 +378,7 @@ int mx__stream_flush(mx_conn_t *c) {
 
     size_t written = 0;
     int close_written = 0, end_written = 0, blocked = 0;
-    while (st->w_head && !c->closing) {
+    while (st->w_head && !c->io.closing) {
         struct iovec iov[64];
         int k = 0;
         size_t total = 0;
@@ -361,7 +386,7 @@ int mx__stream_flush(mx_conn_t *c) {
             k += wnode_iov(n, iov + k);
         for (int i = 0; i < k; i++)
             total += iov[i].iov_len;
-        ssize_t w = k ? writev(c->fd, iov, k) : 0;
+        ssize_t w = k ? writev(c->io.fd, iov, k) : 0;
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -399,7 +424,7 @@ int mx__stream_flush(mx_conn_t *c) {
         st->queued -= written < st->queued ? written : st->queued;
         pthread_mutex_unlock(&st->mu);
     }
-    if (c->closing)
+    if (c->io.closing)
         return 0;
     if (blocked != c->want_write) {
         c->want_write = (unsigned)blocked;
@@ -409,7 +434,7 @@ int mx__stream_flush(mx_conn_t *c) {
     if (st->kind == MX_STREAM_WS)
         return mx__ws_after_write(c, st, close_written);
     if (end_written) {
-        if (c->timer_kind == MX_TIMER_HEARTBEAT)
+        if (c->timer.kind == MX_TIMER_HEARTBEAT)
             mx__timer_set(c, MX_TIMER_NONE, 0);
         mx__stream_detach(st);
         if (!st->chunked) {
@@ -470,7 +495,7 @@ void mx__stream_detach(mx_stream_t *st) {
     pthread_cond_broadcast(&st->cv);
     pthread_mutex_unlock(&st->mu);
     if (schedule)
-        mx__pool_push(st->server, &st->super);
+        mx_pool_push(&st->server->pool, &st->super);
     if (st->conn && st->conn->stream == st)
         st->conn->stream = NULL;
     st->conn = NULL;
@@ -481,7 +506,7 @@ void mx__stream_detach(mx_stream_t *st) {
 /* A sender queued data, closed the stream, or drained a full inbound queue. I/O thread. */
 void mx__stream_on_notify(mx_stream_t *st) {
     mx_conn_t *c = st->conn;
-    if (!c || c->closing || c->stream != st)
+    if (!c || c->io.closing || c->stream != st)
         return; /* not attached yet (the head is still queued), or gone */
     pthread_mutex_lock(&st->mu);
     int slow = st->slow, resume = st->want_resume;

@@ -76,7 +76,7 @@ static void push_event(mx_stream_t *st, int event, int opcode, uint8_t *data, si
     int schedule = mx__ws_push_event_locked(st, m);
     pthread_mutex_unlock(&st->mu);
     if (schedule)
-        mx__pool_push(st->server, &st->super);
+        mx_pool_push(&st->server->pool, &st->super);
 }
 
 mx_ws_msg_t *mx_ws_next_event(mx_stream_t *st) {
@@ -105,7 +105,7 @@ void mx__ws_task_finish(mx_stream_t *st) {
     pthread_mutex_lock(&st->mu);
     if (st->in_head) { /* more arrived, or the deliverer stopped early to be fair: go again */
         pthread_mutex_unlock(&st->mu);
-        mx__pool_push(st->server, &st->super); /* still scheduled: nobody else pushes it */
+        mx_pool_push(&st->server->pool, &st->super); /* still scheduled: nobody else pushes it */
         return;
     }
     st->scheduled = 0;
@@ -331,7 +331,7 @@ int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, i
     mx_stream_incref(st);
     r->stream = st; /* the request's reference */
     mx_req_incref(r);
-    mx__post_response(s, r);
+    mx__post_response(r);
     *out = st;
     return 0;
 }
@@ -373,10 +373,10 @@ void mx__ws_on_input(mx_conn_t *c) {
     }
     if (c->rpos < c->rlen) {
         st->ping_outstanding = 0;
-        if (c->timer_kind == MX_TIMER_WS_PING)
+        if (c->timer.kind == MX_TIMER_WS_PING)
             mx__timer_restart(c, MX_TIMER_WS_PING, s->cfg.websocket_ping_interval);
     }
-    while (c->rpos < c->rlen && !c->closing) {
+    while (c->rpos < c->rlen && !c->io.closing) {
         mx_ws_event_t ev;
         memset(&ev, 0, sizeof(ev));
         ssize_t used = mx_ws_read(st->reader, (const uint8_t *)c->rbuf + c->rpos, c->rlen - c->rpos,
@@ -449,7 +449,7 @@ void mx__ws_on_input(mx_conn_t *c) {
  * peer's close is in (or at once after a protocol error); otherwise the peer gets
  * websocket_close_timeout to answer. */
 int mx__ws_after_write(mx_conn_t *c, mx_stream_t *st, int close_written) {
-    if (!close_written || c->closing)
+    if (!close_written || c->io.closing)
         return 0;
     st->close_sent = 1;
     if (st->close_received || st->fail_after_close)

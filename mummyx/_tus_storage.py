@@ -259,6 +259,8 @@ class FileStore:
     def write(self, upload_id: str, offset: int, chunks: Iterable[bytes],
               checksum: Optional[Tuple[Hasher, bytes]] = None,
               announced: Optional[int] = None) -> Written:
+        if not _ID.match(upload_id):  # never let a name from a URL reach the file system
+            raise Gone()
         with self._locked(upload_id):
             info = self._recover(upload_id)
             if info is None:
@@ -285,6 +287,8 @@ class FileStore:
             return False
 
     def remove_if_expired(self, upload_id: str) -> bool:
+        if not _ID.match(upload_id):
+            return False
         try:
             with self._locked(upload_id):
                 info = self._read_info(upload_id)

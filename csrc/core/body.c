@@ -1,22 +1,25 @@
 /*
- * body.c: streamed request bodies. On a route registered with stream=True the handler runs as
- * soon as the head is in; the I/O thread puts body bytes into the request's channel as they
- * arrive, and the handler's thread pulls them with mx_req_read (blocking, without the GIL).
+ * body.c: the channel of a streamed request body (body.h). On a route registered with
+ * stream=True the handler runs as soon as the head is in; the I/O thread (the writer) puts body
+ * bytes into the request's channel as they arrive, and the handler's thread (the reader) pulls
+ * them (mx_body_read, blocking, without the GIL; req_body.c wraps it as mx_req_read).
  *
  * The channel is a ring. A Content-Length body is read from the socket straight into its free
- * space (mx__body_room/mx__body_commit); a chunked one is decoded in the connection's read
- * buffer and copied in (mx__body_push). mx_req_peek/mx_req_consume lend the reader the bytes in
- * place, so the multipart parser and Part.save never copy them.
+ * space (mx_body_room/mx_body_commit); a chunked one is decoded in the connection's read buffer
+ * and copied in (mx_body_push). mx_body_peek/mx_body_consume lend the reader the bytes in place,
+ * so the multipart parser and Part.save never copy them.
  *
- * Memory stays flat: above MX_BODY_HIGH buffered bytes the I/O thread stops reading the socket;
- * the reader, once below MX_BODY_LOW, asks it to resume (mx__req_notify). 100 Continue is sent
- * only when the reader first asks for the body, so a handler that answers without reading (401,
+ * Memory stays flat: above MX_BODY_HIGH buffered bytes the writer stops reading the socket; the
+ * reader, once below MX_BODY_LOW, asks it to resume (the notify callback). 100 Continue is asked
+ * for only when the reader first wants the body, so a handler that answers without reading (401,
  * 413, ...) lets the client skip sending it.
  *
- * save_body of a Content-Length body skips user space: the I/O thread splices the socket into a
- * pipe (never past the body's end, so pipelined requests stay on the socket) and the reader
- * splices the pipe into the file. The pipe is the buffer then, with the same pause/resume
- * protocol; a chunked body, which needs decoding, always comes through buf.
+ * save_body of a Content-Length body skips user space: the writer splices the socket into a pipe
+ * (never past the body's end, so pipelined requests stay on the socket) and the reader splices
+ * the pipe into the file. The pipe is the buffer then, with the same pause/resume protocol; a
+ * chunked body, which needs decoding, always comes through buf.
+ *
+ * The channel knows no request or connection, so it links alone into tests/c/test_body.c.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -31,14 +34,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "body.h"
+#include "common.h"
 
 #define RING_MIN 16384
 
-mx_body_chan_t *mx__body_chan_new(uint64_t size_hint) {
+mx_body_chan_t *mx_body_chan_new(uint64_t size_hint, void (*notify)(void *arg), void *arg) {
     mx_body_chan_t *ch = calloc(1, sizeof(*ch));
     if (!ch)
         return NULL;
+    ch->notify = notify;
+    ch->notify_arg = arg;
     pthread_mutex_init(&ch->mu, NULL);
     pthread_cond_init(&ch->cv, NULL);
     ch->pipe_r = ch->pipe_w = -1;
@@ -50,7 +56,7 @@ mx_body_chan_t *mx__body_chan_new(uint64_t size_hint) {
     return ch;
 }
 
-void mx__body_chan_free(mx_body_chan_t *ch) {
+void mx_body_chan_free(mx_body_chan_t *ch) {
     if (!ch)
         return;
     pthread_mutex_destroy(&ch->mu);
@@ -119,9 +125,9 @@ static int ring_added(mx_body_chan_t *ch, size_t n) {
     return full;
 }
 
-/* I/O thread. Copies n bytes in (n <= mx__body_free). Returns 1 when the channel is now over its
+/* I/O thread. Copies n bytes in (n <= mx_body_space). Returns 1 when the channel is now over its
  * high mark (stop reading), 0 when it has room, MX_ENOMEM. */
-int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n) {
+int mx_body_push(mx_body_chan_t *ch, const char *data, size_t n) {
     pthread_mutex_lock(&ch->mu);
     if (ring_reserve(ch, n) != 0 || ch->cap - ch->used < n) {
         pthread_mutex_unlock(&ch->mu);
@@ -136,8 +142,8 @@ int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n) {
     return full;
 }
 
-/* I/O thread: the most one mx__body_push may take now. */
-size_t mx__body_free(mx_body_chan_t *ch) {
+/* I/O thread: the most one mx_body_push may take now. */
+size_t mx_body_space(mx_body_chan_t *ch) {
     pthread_mutex_lock(&ch->mu);
     size_t f = MX_BODY_RING_MAX - ch->used;
     pthread_mutex_unlock(&ch->mu);
@@ -146,11 +152,11 @@ size_t mx__body_free(mx_body_chan_t *ch) {
 
 /*
  * I/O thread: points *at to free space for up to `want` bytes that the socket can be read into
- * directly, *len its size; then mx__body_commit says how much arrived. Nothing else writes there
+ * directly, *len its size; then mx_body_commit says how much arrived. Nothing else writes there
  * meanwhile. Returns 0, 1 when the ring is full (stop reading: the reader asks to resume as it
  * does after a high mark), or MX_ENOMEM.
  */
-int mx__body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len) {
+int mx_body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len) {
     pthread_mutex_lock(&ch->mu);
     int rc = ring_reserve(ch, want < MX_BODY_HIGH ? want : MX_BODY_HIGH);
     if (rc != 0 && !ch->buf) {
@@ -171,8 +177,8 @@ int mx__body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len) {
     return rc;
 }
 
-/* I/O thread: n bytes were read into the space mx__body_room gave. 1 when now full. */
-int mx__body_commit(mx_body_chan_t *ch, size_t n) {
+/* I/O thread: n bytes were read into the space mx_body_room gave. 1 when now full. */
+int mx_body_commit(mx_body_chan_t *ch, size_t n) {
     pthread_mutex_lock(&ch->mu);
     int full = ring_added(ch, n);
     pthread_mutex_unlock(&ch->mu);
@@ -180,7 +186,7 @@ int mx__body_commit(mx_body_chan_t *ch, size_t n) {
 }
 
 /* I/O thread: the body is complete (err 0) or will never be (err < 0). Idempotent. */
-void mx__body_end(mx_body_chan_t *ch, int err) {
+void mx_body_end(mx_body_chan_t *ch, int err) {
     pthread_mutex_lock(&ch->mu);
     if (!ch->done && !ch->err) {
         if (err)
@@ -196,9 +202,8 @@ void mx__body_end(mx_body_chan_t *ch, int err) {
     pthread_mutex_unlock(&ch->mu);
 }
 
-int mx_req_streamed(const mx_req_t *r) { return r->chan != NULL; }
 
-int mx__body_complete(mx_body_chan_t *ch) {
+int mx_body_complete(mx_body_chan_t *ch) {
     pthread_mutex_lock(&ch->mu);
     int done = ch->done;
     pthread_mutex_unlock(&ch->mu);
@@ -208,7 +213,7 @@ int mx__body_complete(mx_body_chan_t *ch) {
 /* I/O thread: the reader wants to splice and this request's body bytes in the read buffer are all
  * pushed; makes the pipe. Returns 1 when the body now goes through the pipe, 0 when it keeps
  * going through buf (not asked for, not possible, or no pipe could be made). */
-int mx__body_start_splice(mx_body_chan_t *ch) {
+int mx_body_start_splice(mx_body_chan_t *ch) {
     pthread_mutex_lock(&ch->mu);
     int on = ch->splice_on;
     if (on || !ch->can_splice || !ch->want_splice || ch->done || ch->err)
@@ -239,7 +244,7 @@ out:
  * (*full set when that is because the pipe is full: stop reading until the reader asks to
  * resume), or MX_ESYS.
  */
-int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full) {
+int mx_body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full) {
     *full = 0;
     pthread_mutex_lock(&ch->mu);
     uint64_t drained = ch->unpiped;
@@ -290,7 +295,7 @@ static int ring_taken(mx_body_chan_t *ch, size_t n) {
 
 /* Reader: the first read of a streamed body; the I/O thread sends 100 Continue if the client
  * waits for it, and starts splicing if asked to. */
-static void chan_begin(mx_req_t *r, mx_body_chan_t *ch, int splice) {
+void mx_body_begin(mx_body_chan_t *ch, int splice) {
     int notify = 0;
     pthread_mutex_lock(&ch->mu);
     if (!ch->read_started) {
@@ -304,7 +309,7 @@ static void chan_begin(mx_req_t *r, mx_body_chan_t *ch, int splice) {
     }
     pthread_mutex_unlock(&ch->mu);
     if (notify)
-        mx__req_notify(r);
+        ch->notify(ch->notify_arg);
 }
 
 /*
@@ -312,8 +317,7 @@ static void chan_begin(mx_req_t *r, mx_body_chan_t *ch, int splice) {
  * out_fd >= 0 and the body comes through the pipe, spliced straight into out_fd (*to_fd = 1).
  * Returns the bytes moved, 0 at the end, or an error (mx_req_read's; MX_ESYS for out_fd).
  */
-static ssize_t chan_read(mx_req_t *r, char *buf, size_t n, int out_fd, int *to_fd) {
-    mx_body_chan_t *ch = r->chan;
+ssize_t mx_body_read(mx_body_chan_t *ch, char *buf, size_t n, int out_fd, int *to_fd) {
     int notify = 0;
     *to_fd = 0;
     pthread_mutex_lock(&ch->mu);
@@ -363,32 +367,11 @@ static ssize_t chan_read(mx_req_t *r, char *buf, size_t n, int out_fd, int *to_f
 out:
     pthread_mutex_unlock(&ch->mu);
     if (notify)
-        mx__req_notify(r);
+        ch->notify(ch->notify_arg);
     return got;
 }
 
-ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n) {
-    mx_body_chan_t *ch = r->chan;
-    if (!ch) { /* a buffered body: read it from where the last read stopped */
-        size_t pos = r->read_pos;
-        size_t take = r->body_len - pos < n ? r->body_len - pos : n;
-        if (take)
-            memcpy(buf, r->body + pos, take);
-        r->read_pos = pos + take;
-        return (ssize_t)take;
-    }
-    chan_begin(r, ch, 0);
-    int to_fd;
-    return chan_read(r, buf, n, -1, &to_fd);
-}
-
-ssize_t mx_req_peek(mx_req_t *r, const char **data) {
-    mx_body_chan_t *ch = r->chan;
-    if (!ch) {
-        *data = r->body + r->read_pos;
-        return (ssize_t)(r->body_len - r->read_pos);
-    }
-    chan_begin(r, ch, 0);
+ssize_t mx_body_peek(mx_body_chan_t *ch, const char **data) {
     int notify = 0;
     ssize_t got;
     pthread_mutex_lock(&ch->mu);
@@ -438,17 +421,11 @@ ssize_t mx_req_peek(mx_req_t *r, const char **data) {
 out:
     pthread_mutex_unlock(&ch->mu);
     if (notify)
-        mx__req_notify(r);
+        ch->notify(ch->notify_arg);
     return got;
 }
 
-void mx_req_consume(mx_req_t *r, size_t n) {
-    mx_body_chan_t *ch = r->chan;
-    if (!ch) {
-        size_t left = r->body_len - r->read_pos;
-        r->read_pos += n < left ? n : left;
-        return;
-    }
+void mx_body_consume(mx_body_chan_t *ch, size_t n) {
     pthread_mutex_lock(&ch->mu);
     ch->borrowed = 0;
     free(ch->old_buf); /* a buffer the ring outgrew while the reader held it */
@@ -456,140 +433,5 @@ void mx_req_consume(mx_req_t *r, size_t n) {
     int notify = ring_taken(ch, n);
     pthread_mutex_unlock(&ch->mu);
     if (notify)
-        mx__req_notify(r);
-}
-
-/* The process umask, read without changing it (umask(2) would race with other threads). */
-static mode_t process_umask(void) {
-    mode_t um = 022;
-    FILE *f = fopen("/proc/self/status", "re");
-    if (f) {
-        char line[128];
-        while (fgets(line, sizeof(line), f)) {
-            unsigned v;
-            if (sscanf(line, "Umask: %o", &v) == 1) {
-                um = (mode_t)v;
-                break;
-            }
-        }
-        fclose(f);
-    }
-    return um;
-}
-
-/* A temporary file next to its target, so the final rename cannot cross devices. */
-typedef struct {
-    char *tmp;
-    int fd;
-} tmpfile_t;
-
-static int tmp_open(tmpfile_t *t, const char *path) {
-    size_t plen = strlen(path);
-    char *copy = strdup(path);
-    t->fd = -1;
-    t->tmp = malloc(plen + 32);
-    if (!copy || !t->tmp) {
-        free(copy);
-        free(t->tmp);
-        t->tmp = NULL;
-        return MX_ENOMEM;
-    }
-    snprintf(t->tmp, plen + 32, "%s/.mummyx-upload-XXXXXX", dirname(copy));
-    free(copy);
-    t->fd = mkostemp(t->tmp, O_CLOEXEC);
-    if (t->fd < 0) {
-        int saved = errno;
-        free(t->tmp);
-        t->tmp = NULL;
-        errno = saved;
-        return MX_ESYS;
-    }
-    return 0;
-}
-
-/* Ends a temporary file: renamed to path when rc is 0 (and that works), else removed (a partial
- * write leaves nothing behind). Returns rc, or MX_ESYS when the commit failed. */
-static int tmp_close(tmpfile_t *t, const char *path, int rc) {
-    if (rc == 0) {
-        /* mkstemp makes the file 0600; give it the usual mode for new files (umask applied). */
-        fchmod(t->fd, 0666 & ~process_umask());
-        int c = close(t->fd);
-        t->fd = -1;
-        if (c != 0 || rename(t->tmp, path) != 0)
-            rc = MX_ESYS;
-    }
-    if (rc != 0) {
-        int saved = errno;
-        if (t->fd >= 0)
-            close(t->fd);
-        unlink(t->tmp);
-        errno = saved;
-    }
-    free(t->tmp);
-    return rc;
-}
-
-static int write_all(int fd, const char *d, size_t k) {
-    for (size_t off = 0; off < k;) {
-        ssize_t w = write(fd, d + off, k - off);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return MX_ESYS;
-        }
-        off += (size_t)w;
-    }
-    return 0;
-}
-
-int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *written) {
-    tmpfile_t t;
-    *written = 0;
-    int rc = tmp_open(&t, path);
-    if (rc != 0)
-        return rc;
-    for (;;) {
-        const char *d;
-        size_t k;
-        int p = pull(ctx, &d, &k);
-        if (p <= 0) {
-            rc = p;
-            break;
-        }
-        if ((rc = write_all(t.fd, d, k)) != 0)
-            break;
-        *written += k;
-    }
-    return tmp_close(&t, path, rc);
-}
-
-#define SAVE_BUF (256 * 1024)
-
-int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written) {
-    *written = 0;
-    mx_body_chan_t *ch = r->chan;
-    char *buf = malloc(SAVE_BUF);
-    if (!buf)
-        return MX_ENOMEM;
-    tmpfile_t t;
-    int rc = tmp_open(&t, path);
-    if (rc != 0) {
-        free(buf);
-        return rc;
-    }
-    if (ch)
-        chan_begin(r, ch, 1); /* a Content-Length body goes socket -> pipe -> file */
-    for (;;) {
-        int to_fd = 0;
-        ssize_t n = ch ? chan_read(r, buf, SAVE_BUF, t.fd, &to_fd) : mx_req_read(r, buf, SAVE_BUF);
-        if (n <= 0) {
-            rc = (int)n;
-            break;
-        }
-        if (!to_fd && (rc = write_all(t.fd, buf, (size_t)n)) != 0)
-            break;
-        *written += (uint64_t)n;
-    }
-    free(buf);
-    return tmp_close(&t, path, rc);
+        ch->notify(ch->notify_arg);
 }

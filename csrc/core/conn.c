@@ -105,7 +105,7 @@ static void conn_free(mx_io_t *io) {
         if (r->resp_ready && r->stream)
             mx__stream_detach(r->stream); /* a stream whose head never went out */
         if (r->chan)
-            mx__body_end(r->chan, MX_ECLOSED); /* a reader waiting for body bytes wakes up */
+            mx_body_end(r->chan, MX_ECLOSED); /* a reader waiting for body bytes wakes up */
         mx_req_t *next = r->next_in_conn;
         r->conn = NULL; /* workers' responses for it will be dropped */
         r->next_in_conn = NULL;
@@ -188,14 +188,14 @@ static void reject(mx_conn_t *c, int status) {
         /* respond before waking the reader, so its error cannot answer first (a 500) */
         mx_req_respond(r, status, h, 2, reason, strlen(reason), &bad);
         if (r->chan)
-            mx__body_end(r->chan, MX_EINVAL);
+            mx_body_end(r->chan, MX_EINVAL);
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
         c->rpos = c->rlen = 0;
         mx__timer_set(c, MX_TIMER_NONE, 0);
         return;
     }
-    if (mx__build_simple(r, status, NULL, NULL, 1) != 0) {
+    if (mx__respond_error_now(r, status, 1) != 0) {
         mx__conn_close(c);
         return;
     }
@@ -220,14 +220,11 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
     if (r->kind == MX_REQ_NOT_FOUND && !s->cfg.route_not_found && !s->cfg.access_log) {
-        mx__build_simple(r, 404, NULL, NULL, 0);
+        mx__respond_error_now(r, 404, 0);
         return;
     }
     if (r->kind == MX_REQ_METHOD_NOT_ALLOWED && !s->cfg.route_not_allowed && !s->cfg.access_log) {
-        char extra[600];
-        int n = snprintf(extra, sizeof(extra), "Allow: %.*s\r\n", (int)r->allow_len, r->allow);
-        MX_UNUSED(n);
-        mx__build_simple(r, 405, extra, NULL, 0);
+        mx__respond_error_now(r, 405, 0);
         return;
     }
     r->dispatched = 1;
@@ -239,7 +236,7 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
 static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
     if (c->timer.kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
-    mx__body_end(r->chan, 0);
+    mx_body_end(r->chan, 0);
     c->input_full = 0; /* the body is all in: a pause for its reader no longer applies */
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
@@ -358,7 +355,8 @@ static int parse_head(mx_conn_t *c) {
         return 1;
     }
     if (streamed) {
-        r->chan = mx__body_chan_new(info.chunked ? 0 : (uint64_t)info.content_length);
+        r->chan = mx_body_chan_new(info.chunked ? 0 : (uint64_t)info.content_length,
+                                   mx__req_notify_cb, r);
         if (!r->chan) {
             reject(c, 503);
             return 1;
@@ -377,7 +375,7 @@ static int parse_head(mx_conn_t *c) {
         c->state = MX_CONN_BODY_CL;
     } else {
         if (streamed)
-            mx__body_end(r->chan, 0);
+            mx_body_end(r->chan, 0);
         finish_request(c, r);
         return 1;
     }
@@ -407,10 +405,10 @@ static int read_body_cl(mx_conn_t *c) {
     if (r->chan) {
         if (c->input_full)
             return 0; /* the handler has not caught up yet */
-        size_t room = mx__body_free(r->chan);
+        size_t room = mx_body_space(r->chan);
         if (take > room)
             take = room; /* the rest stays in rbuf until the reader makes room */
-        int full = mx__body_push(r->chan, c->rbuf + c->rpos, take);
+        int full = mx_body_push(r->chan, c->rbuf + c->rpos, take);
         if (full < 0) {
             mx__conn_close(c);
             return 0;
@@ -448,7 +446,7 @@ static int read_body_chunked(mx_conn_t *c) {
         size_t out_len = 0;
         int done = 0;
         char *at = c->rbuf + c->rpos;
-        size_t room = mx__body_free(r->chan);
+        size_t room = mx_body_space(r->chan);
         if (avail > room)
             avail = room;
         ssize_t used = mx_chunked_decode(&c->chunked, at, avail, at, &out_len, &done);
@@ -458,7 +456,7 @@ static int read_body_chunked(mx_conn_t *c) {
         }
         c->rpos += (size_t)used;
         c->body_window += (size_t)used;
-        int full = out_len ? mx__body_push(r->chan, at, out_len) : 0;
+        int full = out_len ? mx_body_push(r->chan, at, out_len) : 0;
         if (full < 0) {
             mx__conn_close(c);
             return 0;
@@ -583,7 +581,7 @@ again:
          * Connection: close): stop waiting for the body and read and drop the rest while the
          * response goes out, or a client still pushing its body and a server pushing a large
          * response could block each other forever. */
-        mx__body_end(c->cur->chan, MX_ECLOSED);
+        mx_body_end(c->cur->chan, MX_ECLOSED);
         c->cur = NULL;
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
@@ -676,7 +674,7 @@ again:
             if (r == c->cur) {
                 /* Answered before its body was all in: the rest is never parsed as a request
                  * (RFC 9112 9.3); the connection closes after a lingering read. */
-                mx__body_end(r->chan, MX_ECLOSED);
+                mx_body_end(r->chan, MX_ECLOSED);
                 c->cur = NULL;
                 c->state = MX_CONN_DRAIN;
                 c->no_more_requests = 1;
@@ -775,7 +773,7 @@ static void pump(mx_conn_t *c) {
 static void on_client_eof(mx_conn_t *c) {
     c->no_more_requests = 1;
     if (c->cur && c->cur->chan) {
-        mx__body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
+        mx_body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
         c->cur = NULL;
     } else if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
         drop_tail(c);
@@ -829,7 +827,7 @@ static void splice_body(mx_conn_t *c) {
     for (;;) {
         size_t want = c->body_remaining < MX_BODY_HIGH ? (size_t)c->body_remaining : MX_BODY_HIGH;
         int full;
-        int n = mx__body_splice_in(r->chan, c->io.fd, want, &full);
+        int n = mx_body_splice_in(r->chan, c->io.fd, want, &full);
         if (n == 0) {
             on_client_eof(c);
             return;
@@ -861,7 +859,7 @@ static void read_into_chan(mx_conn_t *c) {
     char *at;
     size_t room;
     size_t want = c->body_remaining < BODY_READ_MAX ? (size_t)c->body_remaining : BODY_READ_MAX;
-    int rc = mx__body_room(r->chan, want, &at, &room);
+    int rc = mx_body_room(r->chan, want, &at, &room);
     if (rc < 0) {
         mx__conn_close(c);
         return;
@@ -873,7 +871,7 @@ static void read_into_chan(mx_conn_t *c) {
     ssize_t n = read(c->io.fd, at, room);
     if (read_ended(c, n))
         return;
-    int full = mx__body_commit(r->chan, (size_t)n);
+    int full = mx_body_commit(r->chan, (size_t)n);
     if (!body_bytes_passed(c, r, (size_t)n) && full)
         pause_for_body(c);
 }
@@ -881,7 +879,7 @@ static void read_into_chan(mx_conn_t *c) {
 /* The request being received has a streamed body whose reader takes it from a pipe. */
 static int splicing(mx_conn_t *c) {
     return c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen &&
-           (c->cur->chan->splice_on || mx__body_start_splice(c->cur->chan));
+           (c->cur->chan->splice_on || mx_body_start_splice(c->cur->chan));
 }
 
 static void on_readable(mx_conn_t *c) {

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "body.h"
 #include "loop.h"
 #include "mx.h"
 #include "pool.h"
@@ -56,48 +57,6 @@ typedef struct mx_wnode {
 struct mx_ws_reader;
 struct mx_ws_deflater;
 
-/*
- * The body of a request on a streamed route, between the I/O thread (writer) and the handler's
- * thread (reader). Bounded: the I/O thread stops reading the socket above MX_BODY_HIGH buffered
- * bytes, and the reader asks it to resume below MX_BODY_LOW. Lock order: mu is a leaf, but for
- * the loop's queue mutex taken by mx__req_notify after mu is released.
- */
-#define MX_BODY_HIGH (1u << 20)
-#define MX_BODY_LOW (256u << 10)
-#define MX_BODY_RING_MAX (2u * MX_BODY_HIGH)
-typedef struct mx_body_chan {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    /* A ring: the unread bytes are the `used` bytes from buf[head] on, wrapping at cap. The I/O
-     * thread writes only into the free part (reading the socket straight into it), the reader
-     * only reads the used part, so neither waits for the other while it copies. cap grows
-     * (doubling, up to MX_BODY_RING_MAX) only on the I/O thread, under mu; a buffer the reader
-     * still borrows (mx_req_peek) is kept in old_buf until it gives the borrow back. */
-    char *buf;
-    size_t cap, head, used;
-    char *old_buf;
-    int borrowed; /* the reader holds a pointer into buf (or old_buf) */
-    int done;             /* the whole body is in buf */
-    int err;              /* 0, MX_ECLOSED (client gone / cut) or MX_EINVAL (bad body) */
-    int io_paused;        /* the I/O thread stopped reading for room (under mu) */
-    int want_resume;      /* the reader made room: the I/O thread may read again */
-    int want_continue;    /* the reader wants the body: send 100 Continue */
-    int read_started;
-    /*
-     * Splicing (save_body of a Content-Length body): once the reader asks for it (want_splice)
-     * and the I/O thread has no body bytes of this request left in its read buffer, the I/O
-     * thread moves the rest of the body socket -> pipe with splice(2) (splice_on), and the reader
-     * moves it pipe -> file: no copy through user space. Bytes in buf come before the pipe's.
-     * The I/O thread owns pipe_w and closes it when the body ends (mx__body_end), so a reader
-     * blocked on the pipe wakes up at the end; pipe_r is the reader's. Both close with the chan.
-     */
-    int can_splice;       /* set once before dispatch: a Content-Length body, nothing to decode */
-    int want_splice;      /* the reader would take the body from a pipe */
-    int splice_on;        /* the pipe is in use: body bytes after buf's arrive through it */
-    int pipe_r, pipe_w;   /* -1 when closed */
-    size_t pipe_cap;      /* the pipe's capacity in bytes */
-    uint64_t piped, unpiped; /* bytes put into / taken out of the pipe */
-} mx_body_chan_t;
 
 /*
  * A stream (SSE or WebSocket). Lock order: send_mu, then mu, then the loop's queue mutex or the
@@ -252,18 +211,9 @@ void mx__conn_stream_ready(mx_conn_t *c);
 void mx__conn_start_linger(mx_conn_t *c);
 void mx__conn_write_state(mx_conn_t *c, int blocked, size_t progressed);
 
-/* body.c */
-mx_body_chan_t *mx__body_chan_new(uint64_t size_hint); /* the body's length, 0: unknown */
-void mx__body_chan_free(mx_body_chan_t *ch);
-int mx__body_push(mx_body_chan_t *ch, const char *data, size_t n); /* 1: now full; <0 ENOMEM */
-int mx__body_room(mx_body_chan_t *ch, size_t want, char **at, size_t *len); /* 1: full */
-int mx__body_commit(mx_body_chan_t *ch, size_t n); /* I/O thread: 1 when now full */
-size_t mx__body_free(mx_body_chan_t *ch); /* I/O thread: what one push may take */
-void mx__body_end(mx_body_chan_t *ch, int err); /* err 0: complete */
-int mx__body_complete(mx_body_chan_t *ch);
-int mx__body_splice_in(mx_body_chan_t *ch, int fd, size_t max, int *full); /* I/O thread */
-int mx__body_start_splice(mx_body_chan_t *ch); /* I/O thread: 1 if splicing now */
-void mx__req_notify(mx_req_t *r);              /* any thread: the reader has news */
+/* req_body.c / response.c: a streamed body's reader has news (room, or 100 Continue) */
+void mx__req_notify(mx_req_t *r); /* any thread */
+void mx__req_notify_cb(void *r);   /* the same, as the body channel's notify callback */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 
 /* stream.c */
@@ -300,8 +250,13 @@ void mx__post_response(mx_req_t *r);
 /* Task functions of a request in the pool: a handler runs it, or (the log variant) it is only
  * logged and never shed. */
 extern const mx_task_ops_t mx__req_task_ops, mx__req_log_task_ops;
-int mx__build_simple(mx_req_t *r, int status, const char *extra_headers, const char *body,
-                     int close_conn);
+/* I/O thread: the server's own answer (status and reason phrase, text/plain) to a request its
+ * connection is still reading; ready at once. 0 or MX_ENOMEM. */
+int mx__respond_error_now(mx_req_t *r, int status, int close_conn);
+/* Any thread but the I/O thread: commits a response built elsewhere (the WebSocket handshake):
+ * r takes buf and one reference to st (or NULL); the caller won r->responded. */
+void mx__req_commit(mx_req_t *r, int status, char *buf, size_t len, int close_conn,
+                    mx_stream_t *st);
 mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h, size_t head_len);
 
 #endif

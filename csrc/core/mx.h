@@ -251,6 +251,14 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
 /* The standard reason phrase for a status, or "Unknown". */
 const char *mx_status_reason(int status);
 
+/*
+ * The server's own answer to r: status with its reason phrase as a text/plain body (405 with
+ * Allow, 503 with Retry-After), as the server gives when no handler answers (404/405 without
+ * custom handlers, a request shed after max_queue_time, the last-resort 500). Returns 0,
+ * MX_EALREADY or MX_ENOMEM. Any thread holding a reference to r, except the I/O thread.
+ */
+int mx_req_respond_error(mx_req_t *r, int status);
+
 /* Finds the first header of a request by lowercase name; returns NULL when absent. */
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len);
 

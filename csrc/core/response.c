@@ -1,9 +1,11 @@
 /*
- * response.c: requests as shared objects, and the bytes of every response.
+ * response.c: the bytes of every response, and the one place a response is committed (commit).
  *
- * mx__req_new and mx__build_simple run on the I/O thread. mx_req_respond runs on whichever thread
- * the handler answers from (usually a worker); it builds the complete response (status line,
- * headers, body, compressed when due) and posts it to the I/O thread, so the loop only writes.
+ * mx_req_respond runs on whichever thread the handler answers from (usually a worker); it builds
+ * the complete response (status line, headers, body, compressed when due) and posts it to the
+ * I/O thread, so the loop only writes. The server's own answers (errors, 404/405, 503) have one
+ * builder, respond_error, used on the I/O thread (mx__respond_error_now) and elsewhere
+ * (mx_req_respond_error). The WebSocket handshake commits through mx__req_commit.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -99,291 +101,94 @@ static const char *http_date(void) {
     return buf;
 }
 
-#ifdef MX_DEBUG_COUNTS
-static atomic_long live_requests; /* mx__req_new minus the last decrefs */
-#endif
-
-long mx_debug_live_requests(void) {
-#ifdef MX_DEBUG_COUNTS
-    return atomic_load(&live_requests);
-#else
-    return -1;
-#endif
-}
-
-void mx_req_incref(mx_req_t *r) { atomic_fetch_add_explicit(&r->refcnt, 1, memory_order_relaxed); }
-
-void mx_req_decref(mx_req_t *r) {
-    if (atomic_fetch_sub_explicit(&r->refcnt, 1, memory_order_acq_rel) == 1) {
-        free(r->body);
-        free(r->resp);
-        if (r->stream)
-            mx_stream_decref(r->stream);
-        mx__body_chan_free(r->chan);
-        free(r);
-#ifdef MX_DEBUG_COUNTS
-        atomic_fetch_sub_explicit(&live_requests, 1, memory_order_relaxed);
-#endif
-    }
-}
-
-
-/* ---- a request's messages to the I/O thread, and its task in the pool ---- */
-
-#define REQ_OF(ptr, member) ((mx_req_t *)((char *)(ptr) - offsetof(mx_req_t, member)))
-
-/* The response is ready: the I/O thread writes it (in pipeline order), or lets its stream know
- * the connection is gone. */
-static void resp_deliver(mx_msg_t *m) {
-    mx_req_t *r = REQ_OF(m, resp_msg);
-    mx_conn_t *c = r->conn;
-    r->resp_ready = 1;
-    if (c && !c->io.closing)
-        mx__conn_response_ready(c);
-    else if (r->stream)
-        mx__stream_detach(r->stream);
-    mx_req_decref(r);
-}
-
-/* Nobody will write it: the loop has ended, and the client is gone with the server. */
-static void resp_drop(mx_msg_t *m) {
-    mx_req_t *r = REQ_OF(m, resp_msg);
-    if (r->stream)
-        mx__stream_detach(r->stream);
-    mx_req_decref(r);
-}
-
-/* A streamed body's reader made room, or wants 100 Continue. */
-static void notify_deliver(mx_msg_t *m) {
-    mx_req_t *r = REQ_OF(m, notify_msg);
-    mx_conn_t *c = r->conn;
-    if (c && !c->io.closing)
-        mx__conn_req_notify(c, r);
-    mx_req_decref(r);
-}
-
-static void notify_drop(mx_msg_t *m) { mx_req_decref(REQ_OF(m, notify_msg)); }
-
-static const mx_msg_ops_t resp_ops = {resp_deliver, resp_drop};
-static const mx_msg_ops_t notify_ops = {notify_deliver, notify_drop};
-
-void mx__post_response(mx_req_t *r) { mx_loop_post(&r->server->loop, &r->resp_msg); }
-
-void mx__req_notify(mx_req_t *r) {
-    mx_req_incref(r); /* the message's reference */
-    mx_loop_post(&r->server->loop, &r->notify_msg);
-}
-
-static void req_task_done(mx_task_t *t) { mx_req_decref((mx_req_t *)t); }
-
-/* Waited longer than max_queue_time for a worker: 503 with Retry-After instead of running late. */
-static void req_task_shed(mx_task_t *t) {
-    static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                                          {"Retry-After", 11, "1", 1}};
-    mx_req_t *r = (mx_req_t *)t;
-    int bad;
-    if (r->chan)
-        mx__body_end(r->chan, MX_ECLOSED);
-    mx_req_respond(r, 503, h, 2, "Service Unavailable", 19, &bad);
-    mx_req_decref(r); /* the pool's reference */
-}
-
-const mx_task_ops_t mx__req_task_ops = {req_task_done, req_task_shed};
-const mx_task_ops_t mx__req_log_task_ops = {req_task_done, NULL};
-
-const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len) {
-    for (size_t i = 0; i < r->num_headers; i++)
-        if (mx_http1_name_eq(r->headers[i].name, r->headers[i].name_len, lower_name, len))
-            return &r->headers[i];
-    return NULL;
-}
-
-static int starts_with_ci(const char *s, size_t len, const char *lit) {
-    size_t n = strlen(lit);
-    if (len < n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = s[i];
-        if (ch >= 'A' && ch <= 'Z')
-            ch = (char)(ch + 32);
-        if (ch != lit[i])
-            return 0;
-    }
-    return 1;
-}
-
-/* Splits the request-target (RFC 9112 3.2) into path and query; leaves path NULL for a form
- * the server cannot serve. */
-static void split_target(mx_req_t *r) {
-    const char *t = r->target;
-    size_t n = r->target_len;
-    const char *p = NULL;
-    size_t plen = 0;
-    if (n > 0 && t[0] == '/') {
-        p = t;
-        plen = n;
-    } else if (n == 1 && t[0] == '*') {
-        /* asterisk-form is for OPTIONS only (RFC 9112 3.2.4); matched as the path "*" */
-        if (!(r->method_len == 7 && memcmp(r->method, "OPTIONS", 7) == 0))
-            return;
-        p = t;
-        plen = 1;
-    } else if (starts_with_ci(t, n, "http://") || starts_with_ci(t, n, "https://")) {
-        /* absolute-form: the path starts at the first '/' after the authority, which must not
-         * be empty (RFC 9110 4.2.1) nor carry userinfo (4.2.4) */
-        size_t i = t[4] == ':' ? 7 : 8, host = i;
-        while (i < n && t[i] != '/' && t[i] != '?') {
-            if (t[i] == '@')
-                return;
-            i++;
-        }
-        if (i == host)
-            return;
-        if (i < n && t[i] == '/') {
-            p = t + i;
-            plen = n - i;
-        } else {
-            p = "/"; /* "http://host" or "http://host?q" */
-            plen = 1;
-            if (i < n) {
-                r->query = t + i + 1;
-                r->query_len = n - i - 1;
-            }
-            r->path = p;
-            r->path_len = plen;
-            return;
-        }
-    } else {
-        return;
-    }
-    const char *q = memchr(p, '?', plen);
-    if (q) {
-        r->query = q + 1;
-        r->query_len = plen - (size_t)(q - p) - 1;
-        plen = (size_t)(q - p);
-    }
-    r->path = p;
-    r->path_len = plen;
-}
-
-/*
- * A new request for connection c. With h NULL it is an empty placeholder for an error response.
- * Copies the head so the connection's buffer can be reused; one allocation holds the request,
- * the head bytes, the header array and the decoding scratch for path parameters.
- */
-mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h, size_t head_len) {
-    size_t nh = h ? h->num_headers : 0;
-    size_t target_len = h ? h->target_len : 0;
-    size_t size = sizeof(mx_req_t) + nh * sizeof(mx_header_t) + head_len + target_len + 1;
-    mx_req_t *r = malloc(size);
-    if (!r)
-        return NULL;
-    memset(r, 0, sizeof(*r));
-    atomic_init(&r->refcnt, 1); /* the connection's reference */
-#ifdef MX_DEBUG_COUNTS
-    atomic_fetch_add_explicit(&live_requests, 1, memory_order_relaxed);
-#endif
-    atomic_init(&r->responded, 0);
-    r->server = s;
-    r->conn = c;
-    r->super.kind = MX_TASK_REQUEST;
-    r->super.ops = &mx__req_task_ops;
-    mx_msg_init(&r->resp_msg, &resp_ops);
-    mx_msg_init(&r->notify_msg, &notify_ops);
-    r->minor_version = 1;
-    memcpy(r->remote_addr, c->remote_addr, sizeof(r->remote_addr));
-    r->remote_port = c->remote_port;
-    if (!h)
-        return r;
-    char *p = (char *)(r + 1);
-    r->headers = (mx_header_t *)p;
-    p += nh * sizeof(mx_header_t);
-    char *head = p;
-    /* Every pointer of h points into the connection buffer between the method and the end of
-     * the head; rebase them onto the copy. */
-    const char *base = h->method;
-    memcpy(head, base, head_len);
-    p += head_len;
-    r->param_buf = p;
-#define REBASE(ptr) (head + ((ptr) - base))
-    r->method = REBASE(h->method);
-    r->method_len = h->method_len;
-    r->target = REBASE(h->target);
-    r->target_len = h->target_len;
-    r->minor_version = h->minor_version;
-    r->num_headers = nh;
-    for (size_t i = 0; i < nh; i++) {
-        r->headers[i].name = REBASE(h->headers[i].name);
-        r->headers[i].name_len = h->headers[i].name_len;
-        r->headers[i].value = REBASE(h->headers[i].value);
-        r->headers[i].value_len = h->headers[i].value_len;
-    }
-#undef REBASE
-    r->is_head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
-    split_target(r);
-    if (s->cfg.compression) {
-        /* Accept-Encoding may be split over several fields; join them for the chooser. */
-        char joined[1024];
-        size_t jl = 0;
-        for (size_t i = 0; i < nh; i++) {
-            const mx_header_t *f = &r->headers[i];
-            if (!mx_http1_name_eq(f->name, f->name_len, "accept-encoding", 15))
-                continue;
-            if (jl && jl + 2 < sizeof(joined)) {
-                joined[jl++] = ',';
-                joined[jl++] = ' ';
-            }
-            size_t take = f->value_len < sizeof(joined) - jl ? f->value_len : sizeof(joined) - jl;
-            memcpy(joined + jl, f->value, take);
-            jl += take;
-        }
-        r->accept_enc = jl ? mx_compress_choose(joined, jl) : MX_ENC_NONE;
-    }
-    return r;
-}
-
 static int no_body_status(int status) {
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
-/* I/O thread: a plain-text response made by the server itself (errors, 404/405 without custom
- * handlers). extra_headers is NULL or CRLF-terminated lines. */
-int mx__build_simple(mx_req_t *r, int status, const char *extra_headers, const char *body,
-                     int close_conn) {
+/* Whether r's response must close the connection whatever the handler says: the client asked,
+ * the server is stopping, or a streamed body is still arriving (RFC 9112 9.6: conn.c closes
+ * after answering a request whose body is not all in). */
+static int must_close(mx_req_t *r) {
+    return !r->keep_alive || atomic_load(&r->server->stopping) ||
+           (r->chan && !mx_body_complete(r->chan));
+}
+
+/*
+ * The one response commit. r takes buf (the whole response: head and body, len bytes, body_len of
+ * them body) and one reference to st when a stream follows the head; the caller has won
+ * r->responded. On the I/O thread, for a request its connection is still reading (now), the
+ * response is ready at once; from any other thread it is handed to the I/O thread.
+ */
+static void commit(mx_req_t *r, int status, char *buf, size_t len, size_t body_len, int close_conn,
+                   mx_stream_t *st, int now) {
+    free(r->resp); /* an error answer may replace one not yet written (conn.c's reject) */
+    r->status = status;
+    r->resp_body_len = body_len;
+    r->resp = buf;
+    r->resp_len = len;
+    r->resp_off = 0;
+    r->resp_close = (unsigned char)close_conn;
+    if (st)
+        r->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
+    if (now) {
+        r->resp_ready = 1;
+        return;
+    }
+    mx_req_incref(r); /* the response message's reference */
+    mx__post_response(r);
+}
+
+void mx__req_commit(mx_req_t *r, int status, char *buf, size_t len, int close_conn,
+                    mx_stream_t *st) {
+    commit(r, status, buf, len, 0, close_conn, st, 0);
+}
+
+/*
+ * The one builder of the server's own answers (errors, 404/405 without custom handlers, 503 when
+ * shed, the last-resort 500): the status and its reason phrase as a plain-text body; 405 carries
+ * Allow (r->allow), 503 Retry-After. now: see commit().
+ */
+static int respond_error(mx_req_t *r, int status, int close_conn, int now) {
     const char *reason = mx_status_reason(status);
-    if (!body)
-        body = reason;
-    size_t blen = strlen(body);
-    if (!extra_headers)
-        extra_headers = "";
-    mx_server_t *s = r->server;
-    if (!r->keep_alive || atomic_load(&s->stopping))
-        close_conn = 1;
-    size_t cap = 256 + strlen(extra_headers) + blen;
+    size_t blen = strlen(reason);
+    close_conn |= must_close(r);
+    char extra[600] = "";
+    if (status == 405 && r->allow_len)
+        snprintf(extra, sizeof(extra), "Allow: %.*s\r\n", (int)r->allow_len, r->allow);
+    else if (status == 503)
+        snprintf(extra, sizeof(extra), "Retry-After: 1\r\n");
+    size_t cap = 256 + strlen(extra) + blen;
     char *buf = malloc(cap);
     if (!buf)
         return MX_ENOMEM;
     int n = snprintf(buf, cap,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n%s%s\r\n",
-                     status, reason, http_date(), blen, extra_headers,
+                     status, reason, http_date(), blen, extra,
                      close_conn ? "Connection: close\r\n"
                                 : (r->minor_version == 0 ? "Connection: keep-alive\r\n" : ""));
     size_t len = (size_t)n;
     if (!r->is_head) {
-        memcpy(buf + len, body, blen);
+        memcpy(buf + len, reason, blen);
         len += blen;
     }
-    atomic_store(&r->responded, 1);
-    free(r->resp);
-    r->resp = buf;
-    r->resp_len = len;
-    r->resp_off = 0;
-    r->resp_close = (unsigned)close_conn;
-    r->resp_ready = 1;
-    r->status = status;
-    r->resp_body_len = blen;
+    commit(r, status, buf, len, blen, close_conn, NULL, now);
     return 0;
+}
+
+int mx__respond_error_now(mx_req_t *r, int status, int close_conn) {
+    atomic_store(&r->responded, 1);
+    return respond_error(r, status, close_conn, 1);
+}
+
+int mx_req_respond_error(mx_req_t *r, int status) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&r->responded, &expected, 1))
+        return MX_EALREADY;
+    int rc = respond_error(r, status, 0, 0);
+    if (rc)
+        atomic_store(&r->responded, 0);
+    return rc;
 }
 
 static char *put(char *p, const char *s, size_t n) {
@@ -456,11 +261,7 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
             body_len = zlen;
         }
     }
-    int close_conn = !r->keep_alive || user_close || atomic_load(&s->stopping);
-    /* Answered before its streamed body is all in: the connection will close (conn.c), and the
-     * response says so (RFC 9112 9.6). */
-    if (r->chan && !mx__body_complete(r->chan))
-        close_conn = 1;
+    int close_conn = user_close || must_close(r);
     int chunked = mode == RESP_STREAM && r->minor_version >= 1;
     if (mode == RESP_STREAM && !chunked)
         close_conn = 1; /* HTTP/1.0: the body ends when the connection does */
@@ -515,19 +316,11 @@ static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, 
         p = put(p, body, body_len);
     free(zbody);
 
-    r->status = status;
-    r->resp_body_len = body_len;
-    r->resp = buf;
-    r->resp_len = (size_t)(p - buf);
-    r->resp_off = 0;
-    r->resp_close = (unsigned)close_conn;
     if (st) {
         st->chunked = chunked;
         mx_stream_incref(st);
-        r->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
     }
-    mx_req_incref(r); /* the response queue's reference */
-    mx__post_response(r);
+    commit(r, status, buf, (size_t)(p - buf), body_len, close_conn, st, 0);
     return 0;
 }
 

@@ -363,6 +363,16 @@ void mx__stream_attach(mx_conn_t *c, mx_stream_t *st) {
  * Writes what the stream has queued. Returns 1 when the stream ended cleanly and its request
  * may leave the pipeline (SSE on a reusable connection), 0 otherwise.
  */
+/* I/O thread: adjusts the count of bytes queued and not yet written. */
+static void queued_add(mx_stream_t *st, ssize_t delta) {
+    pthread_mutex_lock(&st->mu);
+    if (delta < 0 && (size_t)-delta > st->queued)
+        st->queued = 0;
+    else
+        st->queued = (size_t)((ssize_t)st->queued + delta);
+    pthread_mutex_unlock(&st->mu);
+}
+
 int mx__stream_flush(mx_conn_t *c) {
     mx_stream_t *st = c->stream;
     pthread_mutex_lock(&st->mu);
@@ -386,7 +396,13 @@ int mx__stream_flush(mx_conn_t *c) {
             k += wnode_iov(n, iov + k);
         for (int i = 0; i < k; i++)
             total += iov[i].iov_len;
+        /* Count the bytes as no longer queued before the peer can see them: a sender whose
+         * client has read everything must find the queue empty (the bound is on the backlog);
+         * what the write leaves over is counted back. */
+        queued_add(st, -(ssize_t)total);
         ssize_t w = k ? writev(c->io.fd, iov, k) : 0;
+        if (w < (ssize_t)total)
+            queued_add(st, (ssize_t)total - (w > 0 ? w : 0));
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -418,11 +434,6 @@ int mx__stream_flush(mx_conn_t *c) {
             blocked = 1; /* the socket buffer is full: wait for EPOLLOUT */
             break;
         }
-    }
-    if (written) {
-        pthread_mutex_lock(&st->mu);
-        st->queued -= written < st->queued ? written : st->queued;
-        pthread_mutex_unlock(&st->mu);
     }
     if (c->io.closing)
         return 0;

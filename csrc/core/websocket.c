@@ -322,16 +322,8 @@ int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, i
         mx_stream_decref(st);
         return MX_EALREADY;
     }
-    r->status = 101;
-    r->resp_body_len = 0;
-    r->resp = resp;
-    r->resp_len = (size_t)len;
-    r->resp_off = 0;
-    r->resp_close = 0;
-    mx_stream_incref(st);
-    r->stream = st; /* the request's reference */
-    mx_req_incref(r);
-    mx__post_response(r);
+    mx_stream_incref(st); /* the request's reference */
+    mx__req_commit(r, 101, resp, (size_t)len, 0, st);
     *out = st;
     return 0;
 }

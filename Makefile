@@ -20,7 +20,15 @@ DEPS_multipart = csrc/core/multipart.c
 DEPS_ws = csrc/core/ws.c
 LIBS_ws = -lz
 
-UNIT = http1 router compress ws multipart
+# The runtime's lower layers, each linked alone (docs/architecture.md).
+DEPS_loop = csrc/core/loop.c
+DEPS_pool = csrc/core/pool.c
+DEPS_body = csrc/core/body.c
+LIBS_loop = -lpthread
+LIBS_pool = -lpthread
+LIBS_body = -lpthread
+
+UNIT = http1 router compress ws multipart loop pool body
 FUZZ = http1 chunked router ws multipart
 
 .PHONY: test-c fuzz fuzz-run clean-c

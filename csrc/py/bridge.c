@@ -45,28 +45,8 @@ static void call_quietly(PyObject *fn, PyObject *a, PyObject *b) {
 
 /* Last resort when even the Python error path failed: a plain 500 from C. */
 static void respond_500(MxRequestObject *ro) {
-    if (atomic_load(&ro->req->responded))
-        return;
-    static const mx_resp_header_t ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-    int bad;
-    mx_req_respond(ro->req, 500, &ct, 1, "Internal Server Error", 21, &bad);
-}
-
-/* The server's own 404 or 405 (with Allow), answered here when access logging routes every
- * request through a worker. */
-static void respond_default(mx_req_t *req, int status, const mx_req_t *allow_from) {
-    mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25}};
-    size_t n = 1;
-    if (allow_from) {
-        h[1].name = "Allow";
-        h[1].name_len = 5;
-        h[1].value = allow_from->allow;
-        h[1].value_len = allow_from->allow_len;
-        n = 2;
-    }
-    const char *body = mx_status_reason(status);
-    int bad;
-    mx_req_respond(req, status, h, n, body, strlen(body), &bad);
+    if (!atomic_load(&ro->req->responded))
+        mx_req_respond_error(ro->req, 500);
 }
 
 static void handle_one(MxCoreObject *core, mx_req_t *req) {
@@ -74,28 +54,24 @@ static void handle_one(MxCoreObject *core, mx_req_t *req) {
     PyObject *ro = pymx_request_new(core, req);
     if (!ro) {
         PyErr_WriteUnraisable((PyObject *)core);
-        static const mx_resp_header_t ct = {"Content-Type", 12, "text/plain; charset=utf-8", 25};
-        int bad;
-        mx_req_respond(req, 500, &ct, 1, "Internal Server Error", 21, &bad);
+        mx_req_respond_error(req, 500);
         return;
     }
     if (req->log_only)
         goto log;
     if (core->max_queue_ns && req->super.t_popped_ns - req->super.t_queued_ns > core->max_queue_ns) {
-        /* Waited too long for a free worker: shed it now rather than answer late. */
-        static const mx_resp_header_t h[2] = {{"Content-Type", 12, "text/plain; charset=utf-8", 25},
-                                              {"Retry-After", 11, "1", 1}};
-        int bad;
-        mx_req_respond(req, 503, h, 2, "Service Unavailable", 19, &bad);
+        /* Waited too long for a free worker: shed it now rather than answer late (the I/O
+         * thread sheds once per pass; this catches one taken between passes). */
+        mx_req_respond_error(req, 503);
         goto log;
     }
     PyObject *handler;
     if (req->kind == MX_REQ_NOT_FOUND && !core->not_found) {
-        respond_default(req, 404, NULL);
+        mx_req_respond_error(req, 404);
         goto log;
     }
     if (req->kind == MX_REQ_METHOD_NOT_ALLOWED && !core->not_allowed) {
-        respond_default(req, 405, req);
+        mx_req_respond_error(req, 405);
         goto log;
     }
     if (req->kind == MX_REQ_NOT_FOUND)

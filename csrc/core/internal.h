@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "body.h"
 #include "loop.h"
@@ -216,18 +217,25 @@ void mx__req_notify(mx_req_t *r); /* any thread */
 void mx__req_notify_cb(void *r);   /* the same, as the body channel's notify callback */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r); /* I/O thread (conn.c) */
 
-/* stream.c */
-void mx__stream_notify(mx_stream_t *st); /* any thread; st->mu not held */
-mx_stream_t *mx__stream_new(mx_server_t *s, int kind);
-int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n); /* st->mu held; takes n */
+/* buf.c: write nodes (any thread; a node belongs to one list at a time) */
 mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end); /* takes a reference */
 mx_wnode_t *mx__wnode_raw(void *data, size_t len); /* takes ownership of data; frees it on failure */
 /* A node that writes head (at most 14 bytes) and then a copy of data. NULL on ENOMEM. */
 mx_wnode_t *mx__wnode_copy(const void *head, size_t head_len, const void *data, size_t len);
 void mx__wnode_free(mx_wnode_t *n);
+size_t mx__wnode_size(const mx_wnode_t *n);                /* bytes the node writes in all */
+void mx__wnode_chunk(mx_wnode_t *n);                        /* frame it as an HTTP/1.1 chunk */
+int mx__wnode_iov(const mx_wnode_t *n, struct iovec *iov); /* its unwritten parts (<= 3) */
+void mx__free_list(mx_wnode_t *n);                          /* frees a list of nodes */
+
+/* stream.c */
+void mx__stream_notify(mx_stream_t *st); /* any thread; st->mu not held */
+mx_stream_t *mx__stream_new(mx_server_t *s, int kind); /* any thread */
+int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n); /* st->mu held; takes n */
+/* I/O thread: */
 void mx__stream_attach(mx_conn_t *c, mx_stream_t *st);
 int mx__stream_flush(mx_conn_t *c); /* 1: the stream is over and its request left */
-void mx__stream_detach(mx_stream_t *st);
+void mx__stream_detach(mx_stream_t *st); /* also the binding's thread once the loop has ended */
 void mx__stream_on_notify(mx_stream_t *st);
 void mx__stream_on_timeout(mx_conn_t *c, int kind);
 void mx__stream_shutdown(mx_stream_t *st); /* server stopping: close WS with 1001, end SSE */

@@ -1,6 +1,7 @@
 /*
  * stream.c: what SSE streams and WebSockets share: a bounded, thread-safe output queue that any
  * thread fills and only the I/O thread writes, the wake-ups between them, and the stream's end.
+ * The bytes and write nodes are buf.c's; SSE encoding and sending is sse.c's.
  *
  * Life of a stream: a handler's thread creates it with the response head (mx_req_respond_sse,
  * mx_req_upgrade_ws) and may send at once; bytes wait in the queue. When the I/O thread has
@@ -23,190 +24,6 @@
 #include <unistd.h>
 
 #include "internal.h"
-
-/* ---- shared bytes and write nodes ---- */
-
-mx_bytes_t *mx_bytes_new(size_t len) {
-    mx_bytes_t *b = malloc(sizeof(*b) + len);
-    if (!b)
-        return NULL;
-    atomic_init(&b->refcnt, 1);
-    b->len = len;
-    return b;
-}
-
-void mx_bytes_decref(mx_bytes_t *b) {
-    if (b && atomic_fetch_sub_explicit(&b->refcnt, 1, memory_order_acq_rel) == 1)
-        free(b);
-}
-
-/* ---- recycled write buffers ----
- *
- * A worker allocates a frame, the I/O thread frees it once written. glibc gives a freed run at
- * the top of a worker's heap back to the kernel (trim above 128 KiB), and the next frame faults
- * its pages in again: at 16 KiB WebSocket echoes that was 12 % of the server's time. Buffers of
- * 2 KiB to 256 KiB are therefore kept on free lists by 4 KiB size class, up to MX_BUF_KEEP bytes
- * for all classes together, and handed out again. Sanitizer builds keep nothing, so ASan still
- * sees every use after free.
- */
-#define MX_BUF_STEP 4096u
-#define MX_BUF_MIN 2048u
-#define MX_BUF_CLASSES 64u /* up to 256 KiB */
-#if defined(__SANITIZE_ADDRESS__)
-#define MX_BUF_KEEP 0u
-#else
-#define MX_BUF_KEEP (2u << 20)
-#endif
-
-typedef struct mx_buf_hdr {
-    size_t cls;               /* size in MX_BUF_STEP units; 0: plain malloc, never kept */
-    struct mx_buf_hdr *next;  /* on a free list */
-} mx_buf_hdr_t;               /* 16 bytes: the data after it keeps malloc's alignment */
-
-static pthread_mutex_t buf_mu = PTHREAD_MUTEX_INITIALIZER;
-static mx_buf_hdr_t *buf_free[MX_BUF_CLASSES];
-static size_t buf_kept;
-
-static void *buf_alloc(size_t len) {
-    if (len > SIZE_MAX - sizeof(mx_buf_hdr_t) - MX_BUF_STEP)
-        return NULL;
-    size_t total = len + sizeof(mx_buf_hdr_t);
-    size_t cls = (total + MX_BUF_STEP - 1) / MX_BUF_STEP;
-    mx_buf_hdr_t *h = NULL;
-    if (len < MX_BUF_MIN || cls > MX_BUF_CLASSES) {
-        cls = 0;
-    } else {
-        total = cls * MX_BUF_STEP;
-        pthread_mutex_lock(&buf_mu);
-        h = buf_free[cls - 1];
-        if (h) {
-            buf_free[cls - 1] = h->next;
-            buf_kept -= total;
-        }
-        pthread_mutex_unlock(&buf_mu);
-    }
-    if (!h && !(h = malloc(total)))
-        return NULL;
-    h->cls = cls;
-    return h + 1;
-}
-
-static void buf_free_(void *p) {
-    if (!p)
-        return;
-    mx_buf_hdr_t *h = (mx_buf_hdr_t *)p - 1;
-    if (h->cls) {
-        size_t size = h->cls * MX_BUF_STEP;
-        pthread_mutex_lock(&buf_mu);
-        if (buf_kept + size <= MX_BUF_KEEP) {
-            h->next = buf_free[h->cls - 1];
-            buf_free[h->cls - 1] = h;
-            buf_kept += size;
-            h = NULL;
-        }
-        pthread_mutex_unlock(&buf_mu);
-    }
-    free(h);
-}
-
-mx_wnode_t *mx__wnode_copy(const void *head, size_t head_len, const void *data, size_t len) {
-    if (head_len > sizeof(((mx_wnode_t *)0)->head))
-        return NULL;
-    mx_wnode_t *n = calloc(1, sizeof(*n));
-    char *buf = n && len ? buf_alloc(len) : NULL;
-    if (!n || (len && !buf)) {
-        free(n);
-        return NULL;
-    }
-    memcpy(n->head, head, head_len);
-    n->head_len = (unsigned char)head_len;
-    if (len)
-        memcpy(buf, data, len);
-    n->raw = buf;
-    n->raw_recycled = 1;
-    n->end = len;
-    return n;
-}
-
-mx_wnode_t *mx__wnode_new(mx_bytes_t *b, size_t start, size_t end) {
-    mx_wnode_t *n = calloc(1, sizeof(*n));
-    if (!n)
-        return NULL;
-    if (b)
-        atomic_fetch_add_explicit(&b->refcnt, 1, memory_order_relaxed);
-    n->bytes = b;
-    n->start = start;
-    n->end = end;
-    return n;
-}
-
-mx_wnode_t *mx__wnode_raw(void *data, size_t len) {
-    mx_wnode_t *n = calloc(1, sizeof(*n));
-    if (!n) {
-        free(data);
-        return NULL;
-    }
-    n->raw = data;
-    n->end = len;
-    return n;
-}
-
-void mx__wnode_free(mx_wnode_t *n) {
-    mx_bytes_decref(n->bytes);
-    if (n->raw_recycled)
-        buf_free_(n->raw);
-    else
-        free(n->raw);
-    free(n);
-}
-
-static size_t wnode_size(const mx_wnode_t *n) {
-    return (size_t)n->head_len + (n->end - n->start) + n->tail_len;
-}
-
-/* Frames n as one HTTP/1.1 chunk (RFC 9112 7.1). */
-static void wnode_chunk(mx_wnode_t *n) {
-    size_t len = n->end - n->start;
-    if (len == 0)
-        return; /* a zero-size chunk would end the body */
-    n->head_len = (unsigned char)snprintf(n->head, sizeof(n->head), "%zx\r\n", len);
-    n->tail[0] = '\r';
-    n->tail[1] = '\n';
-    n->tail_len = 2;
-}
-
-/* The iovecs for the unwritten part of n; returns how many (at most 3). */
-static int wnode_iov(const mx_wnode_t *n, struct iovec *iov) {
-    int k = 0;
-    size_t pos = n->pos, body = n->end - n->start;
-    if (pos < n->head_len) {
-        iov[k].iov_base = (char *)n->head + pos;
-        iov[k++].iov_len = n->head_len - pos;
-        pos = 0;
-    } else {
-        pos -= n->head_len;
-    }
-    if (pos < body) {
-        iov[k].iov_base = (n->bytes ? n->bytes->data : n->raw) + n->start + pos;
-        iov[k++].iov_len = body - pos;
-        pos = 0;
-    } else {
-        pos -= body;
-    }
-    if (pos < n->tail_len) {
-        iov[k].iov_base = (char *)n->tail + pos;
-        iov[k++].iov_len = n->tail_len - pos;
-    }
-    return k;
-}
-
-static void free_list(mx_wnode_t *n) {
-    while (n) {
-        mx_wnode_t *next = n->next;
-        mx__wnode_free(n);
-        n = next;
-    }
-}
 
 /* ---- the stream object ---- */
 
@@ -264,8 +81,8 @@ void mx_stream_incref(mx_stream_t *st) {
 void mx_stream_decref(mx_stream_t *st) {
     if (!st || atomic_fetch_sub_explicit(&st->refcnt, 1, memory_order_acq_rel) != 1)
         return;
-    free_list(st->q_head);
-    free_list(st->w_head);
+    mx__free_list(st->q_head);
+    mx__free_list(st->w_head);
     mx_ws_msg_t *m = st->in_head;
     while (m) {
         mx_ws_msg_t *next = m->next;
@@ -316,7 +133,7 @@ int mx_stream_wait_finished(mx_stream_t *st, double timeout) {
  * (n freed, the stream marked slow and closed) when the bound would be exceeded.
  */
 int mx__stream_queue_locked(mx_stream_t *st, mx_wnode_t *n) {
-    size_t size = wnode_size(n);
+    size_t size = mx__wnode_size(n);
     int control = n->is_close || n->is_end;
     if (st->finished || (atomic_load(&st->closed) && !control)) {
         mx__wnode_free(n);
@@ -393,7 +210,7 @@ int mx__stream_flush(mx_conn_t *c) {
         int k = 0;
         size_t total = 0;
         for (mx_wnode_t *n = st->w_head; n && k <= 61; n = n->next)
-            k += wnode_iov(n, iov + k);
+            k += mx__wnode_iov(n, iov + k);
         for (int i = 0; i < k; i++)
             total += iov[i].iov_len;
         /* Count the bytes as no longer queued before the peer can see them: a sender whose
@@ -417,7 +234,7 @@ int mx__stream_flush(mx_conn_t *c) {
         written += left;
         while (st->w_head) {
             mx_wnode_t *n = st->w_head;
-            size_t rem = wnode_size(n) - n->pos;
+            size_t rem = mx__wnode_size(n) - n->pos;
             if (left < rem) {
                 n->pos += left;
                 break;
@@ -510,8 +327,8 @@ void mx__stream_detach(mx_stream_t *st) {
     if (st->conn && st->conn->stream == st)
         st->conn->stream = NULL;
     st->conn = NULL;
-    free_list(drop_q);
-    free_list(drop_w);
+    mx__free_list(drop_q);
+    mx__free_list(drop_w);
 }
 
 /* A sender queued data, closed the stream, or drained a full inbound queue. I/O thread. */
@@ -549,7 +366,7 @@ void mx__stream_on_timeout(mx_conn_t *c, int kind) {
             return;
         memcpy(b->data, beat, b->len);
         if (st->chunked)
-            wnode_chunk(n);
+            mx__wnode_chunk(n);
         pthread_mutex_lock(&st->mu);
         int idle = st->queued == 0;
         int rc = idle ? mx__stream_queue_locked(st, n) : MX_ECLOSED;
@@ -571,109 +388,3 @@ void mx__stream_shutdown(mx_stream_t *st) {
         mx_ws_close(st, 1001, "server shutting down", 20);
 }
 
-/* ---- Server-Sent Events ---- */
-
-int mx_sse_send(mx_stream_t *st, mx_bytes_t *b) {
-    mx_wnode_t *n = mx__wnode_new(b, 0, b->len);
-    if (!n)
-        return MX_ENOMEM;
-    if (st->chunked)
-        wnode_chunk(n);
-    pthread_mutex_lock(&st->mu);
-    int rc = mx__stream_queue_locked(st, n);
-    pthread_mutex_unlock(&st->mu);
-    if (rc == MX_ECLOSED)
-        return rc;
-    if (rc != 0)
-        mx__stream_notify(st); /* news, or a slow reader to drop */
-    return rc < 0 ? rc : 0;
-}
-
-void mx_sse_close(mx_stream_t *st) {
-    static const char last_chunk[] = "0\r\n\r\n";
-    mx_bytes_t *b = mx_bytes_new(st->chunked ? sizeof(last_chunk) - 1 : 0);
-    mx_wnode_t *n = b ? mx__wnode_new(b, 0, b->len) : NULL;
-    mx_bytes_decref(b);
-    pthread_mutex_lock(&st->mu);
-    if (atomic_load(&st->closed) || !n) {
-        pthread_mutex_unlock(&st->mu);
-        if (n)
-            mx__wnode_free(n);
-        return;
-    }
-    if (st->chunked)
-        memcpy(b->data, last_chunk, b->len);
-    n->is_end = 1;
-    atomic_store(&st->closed, 1);
-    int rc = mx__stream_queue_locked(st, n);
-    pthread_mutex_unlock(&st->mu);
-    if (rc >= 0)
-        mx__stream_notify(st);
-}
-
-static int has_line_break(const char *s, size_t n) {
-    return memchr(s, '\r', n) || memchr(s, '\n', n);
-}
-
-/* Writes "<field> <line>\n" (field ends in ':') for each line of v (CR, LF and CRLF all end a line). */
-static char *put_lines(char *p, const char *field, size_t flen, const char *v, size_t n) {
-    size_t i = 0;
-    for (;;) {
-        size_t j = i;
-        while (j < n && v[j] != '\r' && v[j] != '\n')
-            j++;
-        memcpy(p, field, flen);
-        p += flen;
-        if (j > i) {
-            *p++ = ' ';
-            memcpy(p, v + i, j - i);
-            p += j - i;
-        }
-        *p++ = '\n';
-        if (j >= n)
-            break;
-        i = j + 1;
-        if (v[j] == '\r' && i < n && v[i] == '\n')
-            i++; /* a line break at the very end still yields an empty last line: data
-                  * round-trips exactly, "a\n" arrives as "a\n" */
-    }
-    return p;
-}
-
-int mx_sse_encode(const char *data, size_t len, const char *event, size_t event_len,
-                  const char *id, size_t id_len, long long retry, int comment, mx_bytes_t **out) {
-    *out = NULL;
-    if (event && has_line_break(event, event_len))
-        return MX_EINVAL;
-    if (id && (has_line_break(id, id_len) || memchr(id, 0, id_len)))
-        return MX_EINVAL;
-    /* worst case: every byte a line break, each line getting "data: " and "\n" */
-    size_t cap = 64 + (event ? event_len + 8 : 0) + (id ? id_len + 5 : 0) + 32 + len * 7 + 8;
-    mx_bytes_t *b = mx_bytes_new(cap);
-    if (!b)
-        return MX_ENOMEM;
-    char *p = b->data;
-    if (comment) {
-        p = put_lines(p, ":", 1, data, len);
-    } else {
-        if (event) {
-            memcpy(p, "event: ", 7);
-            memcpy(p + 7, event, event_len);
-            p += 7 + event_len;
-            *p++ = '\n';
-        }
-        if (id) {
-            memcpy(p, "id: ", 4);
-            memcpy(p + 4, id, id_len);
-            p += 4 + id_len;
-            *p++ = '\n';
-        }
-        if (retry >= 0)
-            p += sprintf(p, "retry: %lld\n", retry);
-        p = put_lines(p, "data:", 5, data, len);
-    }
-    *p++ = '\n';
-    b->len = (size_t)(p - b->data);
-    *out = b;
-    return 0;
-}

@@ -27,17 +27,18 @@ FUZZ = http1 chunked router ws multipart
 test-c: $(UNIT:%=$(BUILD)/test_%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
-$(BUILD)/test_%: tests/c/test_%.c tests/c/guard.h csrc/core/*.h $(wildcard csrc/core/*.c)
+$(BUILD)/test_%: tests/c/test_%.c tests/c/harness.h csrc/core/*.h $(wildcard csrc/core/*.c)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_C) -Itests/c -o $@ $< $(DEPS_$*) $(LIBS_$*)
 
 fuzz: $(FUZZ:%=$(BUILD)/fuzz_%)
 
-$(BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c csrc/core/http1.c csrc/core/http1.h
+$(BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c tests/fuzz/fuzz_common.h csrc/core/http1.c \
+                       csrc/core/http1.h
 	@mkdir -p $(BUILD)
 	$(FUZZCC) $(FUZZFLAGS) -o $@ $< csrc/core/http1.c
 
-$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c csrc/core/*.h $(wildcard csrc/core/*.c)
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h csrc/core/*.h $(wildcard csrc/core/*.c)
 	@mkdir -p $(BUILD)
 	$(FUZZCC) $(FUZZFLAGS) -o $@ $< $(DEPS_$*) $(LIBS_$*)
 

@@ -1,35 +1,16 @@
 /*
  * test_http1.c: unit tests of the request-head parser, mx_http1_analyze and the chunked decoder.
  *
- * Every input is copied so that it ends right before an unreadable page (guard.h): a read past
+ * Every input is copied so that it ends right before an unreadable page (harness.h): a read past
  * the end faults. Valid heads are also fed at every prefix length (each must be PARTIAL) and
  * invalid ones at every prefix that holds the bad byte (each must give the same status), which
  * is what a client sending one byte at a time does to the server.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "guard.h"
+#include "harness.h"
 #include "http1.h"
-
-static int passed, failed;
-
-static void report(int ok, int line, const char *fmt, ...) {
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL line %d: ", line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-#define CHECK(cond, ...) report(!!(cond), __LINE__, __VA_ARGS__)
 
 #define HEAD_MAX 8192
 #define TARGET_MAX 4096
@@ -1057,6 +1038,5 @@ int main(void) {
     test_chunked_limits();
     test_chunked_sticky();
     test_helpers();
-    printf("http1: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return harness_summary("http1");
 }

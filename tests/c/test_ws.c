@@ -2,36 +2,17 @@
  * test_ws.c: unit tests of the WebSocket codec: handshake helpers, permessage-deflate
  * negotiation, the UTF-8 validator, the frame reader (with and without deflate) and the writers.
  *
- * Reader input is fed from copies that end right before an unreadable page (guard.h), or from
+ * Reader input is fed from copies that end right before an unreadable page (harness.h), or from
  * exact-size heap copies for big inputs (ASan catches those over-reads), and every stream is fed
  * whole, byte by byte, and split at every point: all must give the same events and verdict.
  * Errors are also checked to fire exactly at the byte that decides them.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
 
-#include "guard.h"
+#include "harness.h"
 #include "ws.h"
-
-static int passed, failed;
-
-static void report(int ok, int line, const char *fmt, ...) {
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL line %d: ", line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-#define CHECK(cond, ...) report(!!(cond), __LINE__, __VA_ARGS__)
 
 static const uint8_t KEY[4] = {0x37, 0xfa, 0x21, 0x3d}; /* the mask of RFC 6455 5.7 */
 
@@ -152,7 +133,7 @@ static int g_line; /* the test line that is running, for reports from helpers */
 
 /*
  * A copy area that ends at an unreadable page, mapped once and reused for every piece up to its
- * size (thousands of pieces per stream make a fresh mapping each, as guard.h does, too slow).
+ * size (thousands of pieces per stream make a fresh mapping each, as harness.h does, too slow).
  */
 #define PIECE_AREA (64 * 1024)
 static uint8_t *piece_area(const void *src, size_t n) {
@@ -1777,6 +1758,5 @@ int main(void) {
     test_frame_header();
     test_build_close();
     test_mixed_stream_splits();
-    printf("ws: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return harness_summary("ws");
 }

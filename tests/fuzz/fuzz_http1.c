@@ -12,20 +12,10 @@
  * input. A binary search also finds the first deciding prefix and checks it is where the verdict
  * says it should be. Any disagreement, or a parsed field that breaks the grammar, aborts.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "http1.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_http1: check failed at line %d: %s\n", __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct result {
     int rc, status;
@@ -37,9 +27,7 @@ static size_t g_max_head, g_max_target;
 /* Parses a fresh heap copy of in[0..len), so ASan sees any read past its end; hs resumes an
  * earlier parse of a shorter prefix, or is NULL. */
 static void parse_st(const char *in, size_t len, result_t *r, mx_http1_head_state_t *hs) {
-    char *copy = malloc(len ? len : 1);
-    CHECK(copy != NULL);
-    memcpy(copy, in, len);
+    char *copy = fuzz_copy(in, len);
     r->status = 0;
     r->rc = mx_http1_parse_request(copy, len, g_max_head, g_max_target, &r->req, &r->status, hs);
     /* rebase the pointers onto `in` so results from different copies compare */
@@ -106,21 +94,13 @@ static void check_same(const result_t *a, const result_t *b) {
         CHECK(memcmp(&a->req.headers[i], &b->req.headers[i], sizeof(mx_header_t)) == 0);
 }
 
-static uint32_t g_rng;
-static uint32_t next_rand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static result_t whole, part, resumed;
     if (size < 4)
         return 0;
     g_max_head = data[0] < 128 ? 8192 : (size_t)(data[0] - 128) * 4;
     g_max_target = data[1] < 128 ? 4096 : (size_t)(data[1] - 128);
-    g_rng = (uint32_t)data[2] << 8 | data[3] | 0x10000u;
+    fuzz_seed(data[2], data[3]);
     const char *in = (const char *)data + 4;
     size_t len = size - 4;
 

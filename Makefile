@@ -17,10 +17,14 @@ DEPS_router = csrc/core/router.c
 DEPS_compress = csrc/core/compress.c
 LIBS_compress = -lz
 DEPS_multipart = csrc/core/multipart.c
-DEPS_ws = csrc/core/ws.c
+DEPS_utf8 = csrc/core/utf8.c
+DEPS_ws_handshake = csrc/core/ws_handshake.c
+DEPS_ws_frame = csrc/core/ws_frame.c csrc/core/utf8.c
+LIBS_ws_frame = -lz
+DEPS_ws = csrc/core/ws_handshake.c csrc/core/ws_frame.c csrc/core/utf8.c
 LIBS_ws = -lz
 
-UNIT = http1 router compress ws multipart
+UNIT = http1 router compress utf8 ws_handshake ws_frame multipart
 FUZZ = http1 chunked router ws multipart
 
 .PHONY: test-c fuzz fuzz-run clean-c

@@ -141,15 +141,15 @@ typedef struct mx_chunked {
  * then *done = 1 and the bytes after the final CRLF belong to the next request and are not
  * consumed. Once done, later calls consume nothing and return 0 with *done = 1.
  * Returns MX_HTTP1_TOO_LARGE as soon as a size line announces more payload than limit allows (so
- * the verdict does not depend on how the input is split), and MX_HTTP1_INVALID on malformed input: a size that is not plain hex (no sign, "0x" or
- * leading whitespace) or exceeds 2^63-1, a malformed extension, a missing CRLF after the data,
- * a bare CR or LF, a trailer line that is not token ":" field-value, a size line or trailer
- * line longer than 4096 bytes (CRLF included), or a trailer section longer than 16384 bytes.
- * On INVALID, *done = 0 and *out_len still counts the payload written before the bad byte; the
- * state is sticky, so every later call fails too.
- * Chunk extensions (RFC 9112 7.1.1) are skipped but must be well-formed: BWS ";" BWS name
- * [BWS "=" BWS (token / quoted-string)]; whitespace after the size is allowed only before ';'.
- * The result does not depend on how the input is split across calls.
+ * the verdict does not depend on how the input is split), and MX_HTTP1_INVALID on malformed input:
+ * a size that is not plain hex (no sign, "0x" or leading whitespace) or exceeds 2^63-1, a malformed
+ * extension, a missing CRLF after the data, a bare CR or LF, a trailer line that is not token ":"
+ * field-value, a size line or trailer line longer than 4096 bytes (CRLF included), or a trailer
+ * section longer than 16384 bytes. On INVALID, *done = 0 and *out_len still counts the payload
+ * written before the bad byte; the state is sticky, so every later call fails too. Chunk extensions
+ * (RFC 9112 7.1.1) are skipped but must be well-formed: BWS ";" BWS name [BWS "=" BWS (token /
+ * quoted-string)]; whitespace after the size is allowed only before ';'. The result does not depend
+ * on how the input is split across calls.
  */
 ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out, size_t *out_len,
                           int *done);

@@ -231,12 +231,12 @@ void mx_ws_deflater_free(mx_ws_deflater_t *d);
  * *out_len; send it with RSV1 set. Every message is compressed, even one that grows a little
  * (clients exist that mishandle uncompressed messages on a compressed connection). Sets *out to
  * NULL (and returns 0) only if zlib could not finish the message in deflateBound's room; send it
- * uncompressed with RSV1 clear then, which RFC 7692 6 allows per message. (The compressor is then reset, which is always
- * safe: a sender may stop referring to older data whenever it likes.) The context is reset after
- * every message when server_no_context_takeover was negotiated. zlib cannot write a raw stream
- * with an 8-bit window, so with server_max_window_bits=8 it compresses with Huffman coding only:
- * no back-references at all, which any window can decode. Returns MX_ENOMEM (or MX_EINVAL on a
- * zlib failure), with *out NULL.
+ * uncompressed with RSV1 clear then, which RFC 7692 6 allows per message. (The compressor is then
+ * reset, which is always safe: a sender may stop referring to older data whenever it likes.) The
+ * context is reset after every message when server_no_context_takeover was negotiated. zlib cannot
+ * write a raw stream with an 8-bit window, so with server_max_window_bits=8 it compresses with
+ * Huffman coding only: no back-references at all, which any window can decode. Returns MX_ENOMEM
+ * (or MX_EINVAL on a zlib failure), with *out NULL.
  */
 int mx_ws_deflate(mx_ws_deflater_t *d, const uint8_t *in, size_t len, uint8_t **out,
                   size_t *out_len);

@@ -484,8 +484,8 @@ static void test_linear_resume(void) {
     /* the same bound fails for a parse that starts over on every read (about n * n / 2) */
     size_t rescan = examined_for(head, n, 1, 1, &rc);
     CHECK(rc == (int)n && rescan > 1000 * n, "rescanning: %zu examined", rescan);
-    printf("http1: %zu-byte head: %zu bytes examined whole, %zu byte by byte (%zu rescanning)\n",
-           n, whole, bytewise, rescan);
+    printf("http1: %zu-byte head: %zu bytes examined whole, %zu byte by byte (%zu rescanning)\n", n,
+           whole, bytewise, rescan);
 }
 
 /* ---------------------------------------------------------------------------------------------

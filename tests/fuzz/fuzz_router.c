@@ -275,7 +275,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 rt->segs[i].p = lines[l] + 1 + (rt->segs[i].p - pat);
         } else if (want == 0) {
             CHECK(mx_router_add(r, method, strlen(method), pat, plen, 99, err, sizeof err) ==
-                    MX_EINVAL);
+                  MX_EINVAL);
         }
         free(pat);
     }
@@ -360,7 +360,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 CHECK(!memcmp(m.params[i].name, req.params[i][0].p, req.params[i][0].n));
                 CHECK(m.params[i].value_len == req.params[i][1].n);
                 CHECK(!memcmp(scratch + m.params[i].value_off, req.params[i][1].p,
-                                req.params[i][1].n));
+                              req.params[i][1].n));
             }
         } else if (rc == MX_ROUTE_METHOD_NOT_ALLOWED) {
             CHECK(m.allow_len == allow_len && !memcmp(m.allow, allow, allow_len));

@@ -17,7 +17,11 @@ DEPS_router = csrc/core/router.c
 DEPS_compress = csrc/core/compress.c
 LIBS_compress = -lz
 DEPS_multipart = csrc/core/multipart.c
-DEPS_ws = csrc/core/ws.c
+DEPS_utf8 = csrc/core/utf8.c
+DEPS_ws_handshake = csrc/core/ws_handshake.c
+DEPS_ws_frame = csrc/core/ws_frame.c csrc/core/utf8.c
+LIBS_ws_frame = -lz
+DEPS_ws = csrc/core/ws_handshake.c csrc/core/ws_frame.c csrc/core/utf8.c
 LIBS_ws = -lz
 
 # The runtime's lower layers, each linked alone (docs/architecture.md).
@@ -28,24 +32,25 @@ LIBS_loop = -lpthread
 LIBS_pool = -lpthread
 LIBS_body = -lpthread
 
-UNIT = http1 router compress ws multipart loop pool body
+UNIT = http1 router compress utf8 ws_handshake ws_frame multipart loop pool body
 FUZZ = http1 chunked router ws multipart
 
 .PHONY: test-c fuzz fuzz-run clean-c
 test-c: $(UNIT:%=$(BUILD)/test_%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
-$(BUILD)/test_%: tests/c/test_%.c tests/c/guard.h csrc/core/*.h $(wildcard csrc/core/*.c)
+$(BUILD)/test_%: tests/c/test_%.c tests/c/harness.h csrc/core/*.h $(wildcard csrc/core/*.c)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_C) -Itests/c -o $@ $< $(DEPS_$*) $(LIBS_$*)
 
 fuzz: $(FUZZ:%=$(BUILD)/fuzz_%)
 
-$(BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c csrc/core/http1.c csrc/core/http1.h
+$(BUILD)/fuzz_chunked: tests/fuzz/fuzz_chunked.c tests/fuzz/fuzz_common.h csrc/core/http1.c \
+                       csrc/core/http1.h
 	@mkdir -p $(BUILD)
 	$(FUZZCC) $(FUZZFLAGS) -o $@ $< csrc/core/http1.c
 
-$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c csrc/core/*.h $(wildcard csrc/core/*.c)
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h csrc/core/*.h $(wildcard csrc/core/*.c)
 	@mkdir -p $(BUILD)
 	$(FUZZCC) $(FUZZFLAGS) -o $@ $< $(DEPS_$*) $(LIBS_$*)
 

@@ -289,8 +289,11 @@ static int parse_head(mx_conn_t *c) {
     if (c->rpos == c->rlen)
         return 0;
     size_t avail = c->rlen - c->rpos;
+    /* head_state resumes the parse where the last read left it. The parser resets it at every
+     * verdict, and empty lines are skipped only before a head's first byte (a head cannot start
+     * with CR), so it always describes the head at rbuf[rpos..). */
     int rc = mx_http1_parse_request(c->rbuf + c->rpos, avail, s->cfg.max_headers_len,
-                                    s->cfg.max_target_len, &h, &status);
+                                    s->cfg.max_target_len, &h, &status, &c->head_state);
     if (rc == MX_HTTP1_PARTIAL) {
         mx__timer_set(c, MX_TIMER_HEAD, s->cfg.header_timeout);
         return 0;

@@ -39,6 +39,21 @@ typedef struct mx_http1_request {
 } mx_http1_request_t;
 
 /*
+ * Where an unfinished head's parse stopped, so the next call with more bytes resumes there instead
+ * of re-reading the head from its first byte (picohttpparser's last_len, made exact). Zero it
+ * before the first call for a head; the parser resets it itself after every verdict other than
+ * PARTIAL, so a connection can keep one for all its heads. The fields are offsets from the head's
+ * first byte, so the caller may move or grow its buffer between calls.
+ */
+typedef struct mx_http1_head_state {
+    size_t pos;           /* private: bytes already found to be a valid prefix; resume here */
+    size_t mark;          /* private: offset where the section at pos began */
+    unsigned section;     /* private: which part of the grammar pos is in */
+    unsigned num_headers; /* private: field lines complete before pos */
+    size_t examined;      /* bytes looked at, summed over every call (tests prove linearity) */
+} mx_http1_head_state_t;
+
+/*
  * Parses one request head (request line, header fields, and the empty line) from buf[0..len).
  * Returns the number of bytes the head occupies (> 0, at most max_head_len) on success;
  * MX_HTTP1_PARTIAL when the head is not complete yet and could still become valid;
@@ -63,11 +78,19 @@ typedef struct mx_http1_request {
  * inside the request line and max_head_len > max_target_len (the line alone is already longer
  * than any acceptable target), else 431.
  * len may exceed max_head_len (pipelined requests, a body); only the head is consumed.
- * Leading empty lines before the request line are NOT skipped (RFC 9112 2.2 allows either). The
- * parser may be called again from scratch with more bytes; it keeps no state.
+ * Leading empty lines before the request line are NOT skipped (RFC 9112 2.2 allows either).
+ *
+ * state may be NULL: the parse starts from buf[0] every time, and a head that arrives in k pieces
+ * costs up to k times its length. With a state, each call looks only at the bytes that arrived
+ * since the previous one (plus at most ten bytes before them), and the head is parsed once more
+ * in full when it completes: the work for an n-byte head is about 2n however it is split. The
+ * caller must pass the same head (the bytes given before unchanged, at a new address if it
+ * likes), the same limits, and a len that never shrinks; the verdicts are then exactly those of
+ * the stateless parse of the same bytes. A call with fewer bytes than the state has seen starts
+ * over. Any thread may call this; the state belongs to the caller.
  */
 int mx_http1_parse_request(const char *buf, size_t len, size_t max_head_len, size_t max_target_len,
-                           mx_http1_request_t *req, int *status);
+                           mx_http1_request_t *req, int *status, mx_http1_head_state_t *state);
 
 /* What the server needs to know about a parsed head, read from its header fields. */
 typedef struct mx_http1_info {
@@ -118,15 +141,15 @@ typedef struct mx_chunked {
  * then *done = 1 and the bytes after the final CRLF belong to the next request and are not
  * consumed. Once done, later calls consume nothing and return 0 with *done = 1.
  * Returns MX_HTTP1_TOO_LARGE as soon as a size line announces more payload than limit allows (so
- * the verdict does not depend on how the input is split), and MX_HTTP1_INVALID on malformed input: a size that is not plain hex (no sign, "0x" or
- * leading whitespace) or exceeds 2^63-1, a malformed extension, a missing CRLF after the data,
- * a bare CR or LF, a trailer line that is not token ":" field-value, a size line or trailer
- * line longer than 4096 bytes (CRLF included), or a trailer section longer than 16384 bytes.
- * On INVALID, *done = 0 and *out_len still counts the payload written before the bad byte; the
- * state is sticky, so every later call fails too.
- * Chunk extensions (RFC 9112 7.1.1) are skipped but must be well-formed: BWS ";" BWS name
- * [BWS "=" BWS (token / quoted-string)]; whitespace after the size is allowed only before ';'.
- * The result does not depend on how the input is split across calls.
+ * the verdict does not depend on how the input is split), and MX_HTTP1_INVALID on malformed input:
+ * a size that is not plain hex (no sign, "0x" or leading whitespace) or exceeds 2^63-1, a malformed
+ * extension, a missing CRLF after the data, a bare CR or LF, a trailer line that is not token ":"
+ * field-value, a size line or trailer line longer than 4096 bytes (CRLF included), or a trailer
+ * section longer than 16384 bytes. On INVALID, *done = 0 and *out_len still counts the payload
+ * written before the bad byte; the state is sticky, so every later call fails too. Chunk extensions
+ * (RFC 9112 7.1.1) are skipped but must be well-formed: BWS ";" BWS name [BWS "=" BWS (token /
+ * quoted-string)]; whitespace after the size is allowed only before ';'. The result does not depend
+ * on how the input is split across calls.
  */
 ssize_t mx_chunked_decode(mx_chunked_t *d, const char *in, size_t len, char *out, size_t *out_len,
                           int *done);

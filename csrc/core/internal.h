@@ -131,6 +131,7 @@ typedef struct mx_conn {
     /* input */
     char *rbuf;
     size_t rcap, rlen, rpos; /* unparsed bytes are rbuf[rpos..rlen) */
+    mx_http1_head_state_t head_state; /* where parsing of the unfinished head at rpos stopped */
 
     /* the request being received (head parsed, body incomplete) */
     mx_req_t *cur;

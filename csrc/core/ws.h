@@ -1,7 +1,8 @@
 /*
- * ws.h: the WebSocket codec: opening-handshake helpers (RFC 6455 4.2), permessage-deflate
- * negotiation (RFC 7692 7.1), an incremental UTF-8 validator, an incremental reader for the frames
- * a client sends, and writers for the frames the server sends.
+ * ws.h: the WebSocket codec: opening-handshake helpers (RFC 6455 4.2) and permessage-deflate
+ * negotiation (RFC 7692 7.1), in ws_handshake.c; an incremental reader for the frames a client
+ * sends and writers for the frames the server sends, in ws_frame.c; and, through utf8.h, the
+ * incremental UTF-8 validator (utf8.c). websocket.c and the binding include this one header.
  *
  * No I/O, no threads, no globals. The handshake, UTF-8 and frame-writing helpers are pure and may
  * run on any thread. A reader (mx_ws_reader_t) belongs to the one thread that feeds it, normally
@@ -18,6 +19,7 @@
 #include <sys/types.h>
 
 #include "common.h"
+#include "utf8.h"
 
 /* Opcodes (RFC 6455 5.2). 0x3-0x7 and 0xB-0xF are reserved. */
 #define MX_WS_OP_CONT 0x0
@@ -35,7 +37,7 @@
 #define MX_WS_EINTERNAL (-1011) /* out of memory, or zlib failed in a way input cannot cause */
 
 /* ---------------------------------------------------------------------------------------------
- * Handshake helpers (RFC 6455 4.2.1, 4.2.2)
+ * Handshake helpers (RFC 6455 4.2.1, 4.2.2), in ws_handshake.c
  * ------------------------------------------------------------------------------------------- */
 
 /*
@@ -65,7 +67,7 @@ int mx_ws_select_protocol(const char *offered, size_t len, const char *const *su
                           size_t n);
 
 /* ---------------------------------------------------------------------------------------------
- * permessage-deflate negotiation (RFC 7692 7.1)
+ * permessage-deflate negotiation (RFC 7692 7.1), in ws_handshake.c
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct mx_ws_deflate_params {
@@ -74,6 +76,10 @@ typedef struct mx_ws_deflate_params {
     int server_max_window_bits;     /* 8..15; 15 when not limited */
     int client_max_window_bits;     /* 8..15; 15 when not limited */
 } mx_ws_deflate_params_t;
+
+/* Internal (ws_handshake.c, ws_frame.c): a window size brought into the 8..15 bits RFC 7692 7.1.2
+ * allows, for limits and parameters that did not come through negotiation. Any thread. */
+static inline int mx__ws_clamp_bits(int b) { return b < 8 ? 8 : b > 15 ? 15 : b; }
 
 /* Room for the longest response value mx_ws_negotiate_deflate writes, NUL included. */
 #define MX_WS_DEFLATE_RESP_MAX 128
@@ -111,34 +117,7 @@ int mx_ws_negotiate_deflate_ex(const char *offers, size_t len,
                                char *resp, size_t resp_cap);
 
 /* ---------------------------------------------------------------------------------------------
- * UTF-8 validation (RFC 3629), incremental
- * ------------------------------------------------------------------------------------------- */
-
-typedef struct mx_utf8 {
-    uint32_t state; /* private: 0 valid so far, 1 invalid (sticky) */
-    uint32_t need;  /* private: continuation bytes still expected */
-    uint32_t lo;    /* private: allowed range of the next continuation byte */
-    uint32_t hi;
-} mx_utf8_t;
-
-void mx_utf8_init(mx_utf8_t *v);
-
-/*
- * Feeds p[0..n). Returns 0 while the bytes so far can start a valid UTF-8 text, -1 from the first
- * byte that cannot continue one: a stray continuation byte, C0/C1 or any overlong form, a
- * surrogate (U+D800..DFFF), a code point above U+10FFFF, 0xF5..0xFF, or a sequence cut short by a
- * byte that is not a continuation. Once -1, always -1. ASCII runs are checked 8 bytes at a time.
- */
-int mx_utf8_feed(mx_utf8_t *v, const uint8_t *p, size_t n);
-
-/* 1 if the bytes fed so far are valid and do not end inside a sequence, else 0. */
-int mx_utf8_complete(const mx_utf8_t *v);
-
-/* 1 if p[0..n) is entirely valid UTF-8. */
-int mx_utf8_valid(const uint8_t *p, size_t n);
-
-/* ---------------------------------------------------------------------------------------------
- * Close codes (RFC 6455 7.4)
+ * Close codes (RFC 6455 7.4), in ws_frame.c
  * ------------------------------------------------------------------------------------------- */
 
 /*
@@ -148,7 +127,7 @@ int mx_utf8_valid(const uint8_t *p, size_t n);
 int mx_ws_close_code_valid(int code);
 
 /* ---------------------------------------------------------------------------------------------
- * Reading client frames (RFC 6455 5, RFC 7692 6-7)
+ * Reading client frames (RFC 6455 5, RFC 7692 6-7), in ws_frame.c
  * ------------------------------------------------------------------------------------------- */
 
 typedef struct mx_ws_reader mx_ws_reader_t;
@@ -226,7 +205,7 @@ uint8_t *mx_ws_reader_take(mx_ws_reader_t *r, size_t *len);
 size_t mx_ws_reader_buffered(const mx_ws_reader_t *r);
 
 /* ---------------------------------------------------------------------------------------------
- * Writing server frames (never masked, RFC 6455 5.1)
+ * Writing server frames (never masked, RFC 6455 5.1), in ws_frame.c
  * ------------------------------------------------------------------------------------------- */
 
 /* Writes the header of an unmasked frame whose payload is len bytes; returns its size: 2, 4 or
@@ -234,7 +213,6 @@ size_t mx_ws_reader_buffered(const mx_ws_reader_t *r);
 size_t mx_ws_frame_header(uint8_t out[10], int fin, int rsv1, int opcode, uint64_t len);
 
 typedef struct mx_ws_deflater mx_ws_deflater_t;
-
 
 /*
  * Creates a compressor for the server's messages with the negotiated parameters (it uses
@@ -253,12 +231,12 @@ void mx_ws_deflater_free(mx_ws_deflater_t *d);
  * *out_len; send it with RSV1 set. Every message is compressed, even one that grows a little
  * (clients exist that mishandle uncompressed messages on a compressed connection). Sets *out to
  * NULL (and returns 0) only if zlib could not finish the message in deflateBound's room; send it
- * uncompressed with RSV1 clear then, which RFC 7692 6 allows per message. (The compressor is then reset, which is always
- * safe: a sender may stop referring to older data whenever it likes.) The context is reset after
- * every message when server_no_context_takeover was negotiated. zlib cannot write a raw stream
- * with an 8-bit window, so with server_max_window_bits=8 it compresses with Huffman coding only:
- * no back-references at all, which any window can decode. Returns MX_ENOMEM (or MX_EINVAL on a
- * zlib failure), with *out NULL.
+ * uncompressed with RSV1 clear then, which RFC 7692 6 allows per message. (The compressor is then
+ * reset, which is always safe: a sender may stop referring to older data whenever it likes.) The
+ * context is reset after every message when server_no_context_takeover was negotiated. zlib cannot
+ * write a raw stream with an 8-bit window, so with server_max_window_bits=8 it compresses with
+ * Huffman coding only: no back-references at all, which any window can decode. Returns MX_ENOMEM
+ * (or MX_EINVAL on a zlib failure), with *out NULL.
  */
 int mx_ws_deflate(mx_ws_deflater_t *d, const uint8_t *in, size_t len, uint8_t **out,
                   size_t *out_len);

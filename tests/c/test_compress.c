@@ -1,7 +1,7 @@
 /*
  * test_compress.c: unit tests for csrc/core/compress.c. Round-trips both codings through zlib's
  * inflate, and runs tables of Accept-Encoding values and Content-Types. Every parser input is
- * placed against a guard page (guard.h) so a read past its end crashes the test.
+ * placed against a guard page (harness.h) so a read past its end crashes the test.
  *   make build/c/test_compress && ./build/c/test_compress
  */
 #include <stdio.h>
@@ -10,21 +10,7 @@
 #include <zlib.h>
 
 #include "compress.h"
-#include "guard.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
+#include "harness.h"
 
 /* ---- Accept-Encoding --------------------------------------------------------------------- */
 
@@ -329,6 +315,5 @@ int main(void) {
     test_choose();
     test_type_ok();
     test_compress();
-    printf("compress: %d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return harness_summary("compress");
 }

@@ -1,35 +1,16 @@
 /*
  * test_http1.c: unit tests of the request-head parser, mx_http1_analyze and the chunked decoder.
  *
- * Every input is copied so that it ends right before an unreadable page (guard.h): a read past
+ * Every input is copied so that it ends right before an unreadable page (harness.h): a read past
  * the end faults. Valid heads are also fed at every prefix length (each must be PARTIAL) and
  * invalid ones at every prefix that holds the bad byte (each must give the same status), which
  * is what a client sending one byte at a time does to the server.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "guard.h"
+#include "harness.h"
 #include "http1.h"
-
-static int passed, failed;
-
-static void report(int ok, int line, const char *fmt, ...) {
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL line %d: ", line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-#define CHECK(cond, ...) report(!!(cond), __LINE__, __VA_ARGS__)
 
 #define HEAD_MAX 8192
 #define TARGET_MAX 4096
@@ -44,24 +25,69 @@ typedef struct parsed {
     int rc, status;
 } parsed_t;
 
-/* Parses s[0..len) from a guarded copy; the copy lives until pfree so fields can be checked. */
-static int pparse(parsed_t *p, const char *s, size_t len, size_t max_head, size_t max_target) {
+/* Parses s[0..len) from a guarded copy; the copy lives until pfree so fields can be checked.
+ * hs resumes an earlier parse of a shorter prefix (at another address), or is NULL. */
+static int pparse_st(parsed_t *p, const char *s, size_t len, size_t max_head, size_t max_target,
+                     mx_http1_head_state_t *hs) {
     char *d = guard_copy(&p->g, s, len);
     p->status = 0;
-    p->rc = mx_http1_parse_request(d, len, max_head, max_target, &p->req, &p->status);
+    p->rc = mx_http1_parse_request(d, len, max_head, max_target, &p->req, &p->status, hs);
     return p->rc;
+}
+
+static int pparse(parsed_t *p, const char *s, size_t len, size_t max_head, size_t max_target) {
+    return pparse_st(p, s, len, max_head, max_target, NULL);
 }
 
 static void pfree(parsed_t *p) { guard_free(&p->g); }
 
 /* Parses and frees; for verdict-only checks. */
-static int parse_verdict(const char *s, size_t len, size_t max_head, size_t max_target,
-                         int *status) {
+static int parse_verdict_st(const char *s, size_t len, size_t max_head, size_t max_target,
+                            int *status, mx_http1_head_state_t *hs) {
     parsed_t p;
-    pparse(&p, s, len, max_head, max_target);
+    pparse_st(&p, s, len, max_head, max_target, hs);
     *status = p.status;
     pfree(&p);
     return p.rc;
+}
+
+static int parse_verdict(const char *s, size_t len, size_t max_head, size_t max_target,
+                         int *status) {
+    return parse_verdict_st(s, len, max_head, max_target, status, NULL);
+}
+
+/* The head s[0..n) fed one byte more per call through one resume state, each prefix at a new
+ * address as a growing socket buffer may be: every prefix up to k_decides is PARTIAL and the
+ * others give rc/status, exactly as the stateless parse does. Returns 1 when all held. */
+static int resumed_at(const char *s, size_t n, size_t k_decides, size_t max_head, size_t max_target,
+                      int want_rc, int want_status, int line) {
+    mx_http1_head_state_t hs = {0};
+    for (size_t k = 0; k <= n; k++) {
+        int st = 0;
+        int rc = parse_verdict_st(s, k, max_head, max_target, &st, &hs);
+        int ok = k < k_decides ? rc == MX_HTTP1_PARTIAL
+                               : rc == want_rc && (rc != MX_HTTP1_INVALID || st == want_status);
+        if (!ok) {
+            report(0, line, "resumed prefix %zu of %zu: rc %d status %d", k, n, rc, st);
+            return 0;
+        }
+        if (rc != MX_HTTP1_PARTIAL && hs.pos != 0) {
+            report(0, line, "resumed prefix %zu: state not reset after a verdict", k);
+            return 0;
+        }
+    }
+    /* two pieces, split at every point: the resumed whole is the stateless whole */
+    for (size_t k = 0; k < n && k < k_decides; k++) {
+        mx_http1_head_state_t two = {0};
+        int st = 0;
+        parse_verdict_st(s, k, max_head, max_target, &st, &two);
+        int rc = parse_verdict_st(s, n, max_head, max_target, &st, &two);
+        if (rc != want_rc || (rc == MX_HTTP1_INVALID && st != want_status)) {
+            report(0, line, "split at %zu of %zu: rc %d status %d", k, n, rc, st);
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* A complete head: every shorter prefix is PARTIAL, the whole is its length, and extra bytes
@@ -80,6 +106,8 @@ static int valid_at(const char *s, size_t n, size_t max_head, size_t max_target,
         report(0, line, "whole: rc %d status %d, want %zu", rc, st, n);
         return 0;
     }
+    if (!resumed_at(s, n, n, max_head, max_target, (int)n, 0, line))
+        return 0;
     char more[HEAD_MAX + 64];
     if (n + 20 <= sizeof(more)) {
         memcpy(more, s, n);
@@ -119,6 +147,8 @@ static void invalid_at(const char *good, size_t ng, const char *bad, size_t nb, 
             return;
         }
     }
+    if (!resumed_at(buf, n, ng + 1, max_head, max_target, MX_HTTP1_INVALID, status, line))
+        return;
     report(1, line, "");
 }
 
@@ -394,6 +424,68 @@ static void test_all_prefixes(void) {
         CHECK(valid_at(heads[i], n, HEAD_MAX, TARGET_MAX, __LINE__), "head %zu", i);
         CHECK(valid_at(heads[i], n, n, TARGET_MAX, __LINE__), "head %zu at its limit", i);
     }
+}
+
+/* Bytes the parser examines for an n-byte head delivered in pieces of `step` bytes, through one
+ * growing buffer as a connection has. fresh = 1 starts every call from scratch (the parser before
+ * it could resume); the result is the last call's rc through *rc. */
+static size_t examined_for(const char *head, size_t n, size_t step, int fresh, int *rc) {
+    mx_http1_head_state_t hs = {0};
+    size_t total = 0;
+    int st = 0;
+    *rc = MX_HTTP1_PARTIAL;
+    for (size_t k = step < n ? step : n; *rc == MX_HTTP1_PARTIAL; k = k + step < n ? k + step : n) {
+        mx_http1_request_t req;
+        if (fresh)
+            hs = (mx_http1_head_state_t){0};
+        *rc = mx_http1_parse_request(head, k, 16384, TARGET_MAX, &req, &st, &hs);
+        if (fresh)
+            total += hs.examined;
+        if (k == n)
+            break;
+    }
+    return fresh ? total : hs.examined;
+}
+
+/* Appends "name: " + vlen bytes of 'v' + CRLF to head[*n..]. */
+static void add_field(char *head, size_t *n, const char *name, size_t vlen) {
+    *n += (size_t)sprintf(head + *n, "%s: ", name);
+    memset(head + *n, 'v', vlen);
+    *n += vlen;
+    memcpy(head + *n, "\r\n", 2);
+    *n += 2;
+}
+
+/* A client sending an 8 KiB head one byte per packet must not cost more than a small constant
+ * times what the whole head costs (issue 11 item 6). The parser counts the bytes it looks at. */
+static void test_linear_resume(void) {
+    enum { N = 8192 };
+    static char head[N + 64];
+    size_t n = (size_t)sprintf(head, "GET /%0300d HTTP/1.1\r\nHost: a\r\n", 7);
+    add_field(head, &n, "X-Long", 1500); /* one long value, then fields of varied lengths */
+    char name[32];
+    for (int i = 0; n + 200 < N; i++) {
+        snprintf(name, sizeof(name), "X-Field-%d", i);
+        add_field(head, &n, name, (size_t)(40 + (i * 37) % 90)); /* 60-odd fields */
+    }
+    add_field(head, &n, "Y", N - 2 - n - 5); /* "Y: " + value + CRLF ends at N - 2 */
+    memcpy(head + n, "\r\n", 2);
+    n += 2;
+    CHECK(n == N, "head is %zu bytes", n);
+
+    int rc;
+    size_t whole = examined_for(head, n, n, 0, &rc);
+    CHECK(rc == (int)n && whole == n, "whole head: rc %d, %zu bytes examined", rc, whole);
+    size_t bytewise = examined_for(head, n, 1, 0, &rc);
+    CHECK(rc == (int)n && bytewise <= 3 * n, "byte at a time: rc %d, %zu bytes examined for %zu",
+          rc, bytewise, n);
+    size_t pieces = examined_for(head, n, 7, 0, &rc);
+    CHECK(rc == (int)n && pieces <= 3 * n, "7 bytes at a time: %zu examined", pieces);
+    /* the same bound fails for a parse that starts over on every read (about n * n / 2) */
+    size_t rescan = examined_for(head, n, 1, 1, &rc);
+    CHECK(rc == (int)n && rescan > 1000 * n, "rescanning: %zu examined", rescan);
+    printf("http1: %zu-byte head: %zu bytes examined whole, %zu byte by byte (%zu rescanning)\n", n,
+           whole, bytewise, rescan);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -935,6 +1027,7 @@ int main(void) {
     test_bad_fields();
     test_limits();
     test_all_prefixes();
+    test_linear_resume();
     test_analyze_defaults();
     test_analyze_content_length();
     test_analyze_transfer_encoding();
@@ -945,6 +1038,5 @@ int main(void) {
     test_chunked_limits();
     test_chunked_sticky();
     test_helpers();
-    printf("http1: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return harness_summary("http1");
 }

@@ -356,5 +356,5 @@ int main(void) {
     test_free_drops();
     test_self_post();
     test_pass_wait();
-    return harness_report("loop");
+    return harness_summary("loop");
 }

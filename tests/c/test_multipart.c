@@ -5,38 +5,19 @@
  * consecutive DATA events merged, bytes escaped, then the error or mx_mp_finish's verdict) and
  * compares it with the expected one. Every body is fed whole, byte by byte, split in two at every
  * index, in three at every pair of indexes (short bodies) and in random pieces; each piece is a
- * guarded copy (guard.h), so a read past the end of any piece faults. All runs must give the same
+ * guarded copy (harness.h), so a read past the end of any piece faults. All runs must give the same
  * transcript. The runner also checks the calling contract on every call: consumed never exceeds
  * the input, NEED_MORE means everything was consumed, DATA is never empty and points into the
  * input or into the parser, at most boundary length + 3 bytes are held back, errors are sticky.
  */
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "common.h"
-#include "guard.h"
+#include "harness.h"
 #include "multipart.h"
-
-static int passed, failed;
-
-static void report(int ok, int line, const char *fmt, ...) {
-    if (ok) {
-        passed++;
-        return;
-    }
-    failed++;
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "FAIL line %d: ", line);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-#define CHECK(cond, ...) report(!!(cond), __LINE__, __VA_ARGS__)
 
 /* ---------------------------------------------------------------------------------------------
  * Transcripts
@@ -891,6 +872,5 @@ int main(void) {
     test_limits();
     test_mixed_splits();
     test_stream_10mb();
-    printf("multipart: %d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return harness_summary("multipart");
 }

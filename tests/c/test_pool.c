@@ -176,5 +176,5 @@ int main(void) {
     test_every_task_runs_once();
     test_shed();
     test_stall_wakes_another();
-    return harness_report("pool");
+    return harness_summary("pool");
 }

@@ -2,7 +2,7 @@
  * test_router.c: unit tests for csrc/core/router.c: every pattern form, registration order,
  * percent-decoding of parameters, HEAD fallback, 405 and its Allow list, trailing slashes, the
  * root, "**" with and without segments after it, every invalid pattern, and long paths. Every
- * path and every scratch buffer ends at a guard page (guard.h), so a read or write past its end
+ * path and every scratch buffer ends at a guard page (harness.h), so a read or write past its end
  * crashes the test.
  *   make build/c/test_router && ./build/c/test_router
  */
@@ -10,22 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "guard.h"
+#include "harness.h"
 #include "router.h"
-
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            passed++;                                                                              \
-        } else {                                                                                   \
-            failed++;                                                                              \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
-    } while (0)
 
 #define NF MX_ROUTE_NOT_FOUND
 #define OK MX_ROUTE_FOUND
@@ -76,31 +62,21 @@ static void expect_at(int line, const mx_router_t *r, const char *method, const 
     int rc = mx_router_match(r, method, strlen(method), p, path_len, scratch, path_len, &m);
     char params[1024];
     if (rc != want_rc) {
-        failed++;
-        fprintf(stderr, "FAIL %s:%d: %s %.*s: result %d, want %d\n", __FILE__, line, method,
-                (int)path_len, path, rc, want_rc);
+        report(0, line, "%s %.*s: result %d, want %d", method, (int)path_len, path, rc, want_rc);
     } else if (rc == OK) {
         fmt_params(&m, scratch, params, sizeof params);
         int ok = m.route_id == want_id && strcmp(params, want_params) == 0;
         for (size_t i = 0; i < m.num_params; i++)
             ok &= m.params[i].value_off + m.params[i].value_len <= path_len;
         ok &= m.allow_len == 0;
-        if (ok) {
-            passed++;
-        } else {
-            failed++;
-            fprintf(stderr, "FAIL %s:%d: %s %.*s: route %d params '%s', want %d '%s'\n", __FILE__,
-                    line, method, (int)path_len, path, m.route_id, params, want_id, want_params);
-        }
+        report(ok, line, "%s %.*s: route %d params '%s', want %d '%s'", method, (int)path_len, path,
+               m.route_id, params, want_id, want_params);
     } else if (rc == NA) {
-        if (m.allow_len == strlen(want_allow) && memcmp(m.allow, want_allow, m.allow_len) == 0 &&
-            m.num_params == 0 && m.route_id == -1) {
-            passed++;
-        } else {
-            failed++;
-            fprintf(stderr, "FAIL %s:%d: %s %.*s: allow '%.*s', want '%s'\n", __FILE__, line,
-                    method, (int)path_len, path, (int)m.allow_len, m.allow, want_allow);
-        }
+        int ok = m.allow_len == strlen(want_allow) &&
+                 memcmp(m.allow, want_allow, m.allow_len) == 0 && m.num_params == 0 &&
+                 m.route_id == -1;
+        report(ok, line, "%s %.*s: allow '%.*s', want '%s'", method, (int)path_len, path,
+               (int)m.allow_len, m.allow, want_allow);
     } else {
         CHECK(m.allow_len == 0 && m.num_params == 0 && m.route_id == -1,
               "%s %s: NOT_FOUND leaves fields set", method, path);
@@ -634,6 +610,5 @@ int main(void) {
     test_long();
     test_decode();
     test_misc();
-    printf("router: %d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return harness_summary("router");
 }

@@ -7,34 +7,16 @@
  * invalid, or waiting for more), on the bytes consumed and on the payload bytes produced. Each
  * piece is a fresh heap copy of exactly its size, so ASan catches any read past it.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "http1.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_chunked: check failed at line %d: %s\n", __LINE__, #cond);       \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct result {
     int invalid, done;
     size_t consumed, out_len;
     char *out; /* room for the input's length */
 } result_t;
-
-static uint32_t g_rng;
-static uint32_t next_rand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
 
 /* mode 0: whole; 1: byte by byte; 2: random pieces; 3: whole, in place */
 static void decode(const char *in, size_t len, int mode, result_t *r) {
@@ -44,19 +26,10 @@ static void decode(const char *in, size_t len, int mode, result_t *r) {
     r->consumed = r->out_len = 0;
     size_t pos = 0;
     do {
-        size_t piece = len - pos;
-        if (mode == 1 && piece > 1)
-            piece = 1;
-        if (mode == 2) {
-            uint32_t x = next_rand();
-            size_t step = (x & 1) ? x >> 1 & 7 : (x >> 1) % (len / 4 + 1);
-            if (step < piece)
-                piece = step;
-        }
-        char *copy = malloc(piece ? piece : 1);
+        size_t piece = fuzz_piece(mode, len - pos, len / 4);
+        char *copy = fuzz_copy(in + pos, piece);
         char *out = mode == 3 ? copy : malloc(piece ? piece : 1);
-        CHECK(copy != NULL && out != NULL);
-        memcpy(copy, in + pos, piece);
+        CHECK(out != NULL);
         size_t out_len = (size_t)-1;
         int done = -1;
         ssize_t rc = mx_chunked_decode(&d, copy, piece, out, &out_len, &done);
@@ -97,7 +70,7 @@ static void check_same(const result_t *a, const result_t *b) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2)
         return 0;
-    g_rng = (uint32_t)data[0] << 8 | data[1] | 0x10000u;
+    fuzz_seed(data[0], data[1]);
     const char *in = (const char *)data + 2;
     size_t len = size - 2;
     result_t whole, other;

@@ -6,23 +6,16 @@
  * default limits.) The head is parsed whole, then re-parsed from scratch on growing prefixes as
  * the server does when bytes trickle in; every prefix must say PARTIAL until the one that decides,
  * and from there on every prefix must give exactly the whole input's verdict, status, length and
- * fields. A binary search also finds the first deciding prefix and checks it is where the verdict
+ * fields. The same growing prefixes also go through one resume state (mx_http1_head_state_t), each
+ * at a new address as a reallocated socket buffer would be, and must agree with the fresh parse
+ * of the same prefix exactly; the state's byte counter must stay within a constant times the
+ * input. A binary search also finds the first deciding prefix and checks it is where the verdict
  * says it should be. Any disagreement, or a parsed field that breaks the grammar, aborts.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "http1.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_http1: check failed at line %d: %s\n", __LINE__, #cond);         \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct result {
     int rc, status;
@@ -31,13 +24,12 @@ typedef struct result {
 
 static size_t g_max_head, g_max_target;
 
-/* Parses a fresh heap copy of in[0..len), so ASan sees any read past its end. */
-static void parse(const char *in, size_t len, result_t *r) {
-    char *copy = malloc(len ? len : 1);
-    CHECK(copy != NULL);
-    memcpy(copy, in, len);
+/* Parses a fresh heap copy of in[0..len), so ASan sees any read past its end; hs resumes an
+ * earlier parse of a shorter prefix, or is NULL. */
+static void parse_st(const char *in, size_t len, result_t *r, mx_http1_head_state_t *hs) {
+    char *copy = fuzz_copy(in, len);
     r->status = 0;
-    r->rc = mx_http1_parse_request(copy, len, g_max_head, g_max_target, &r->req, &r->status);
+    r->rc = mx_http1_parse_request(copy, len, g_max_head, g_max_target, &r->req, &r->status, hs);
     /* rebase the pointers onto `in` so results from different copies compare */
     if (r->rc > 0) {
         r->req.method = in + (r->req.method - copy);
@@ -49,6 +41,8 @@ static void parse(const char *in, size_t len, result_t *r) {
     }
     free(copy);
 }
+
+static void parse(const char *in, size_t len, result_t *r) { parse_st(in, len, r, NULL); }
 
 static int ows(char c) { return c == ' ' || c == '\t'; }
 
@@ -100,21 +94,13 @@ static void check_same(const result_t *a, const result_t *b) {
         CHECK(memcmp(&a->req.headers[i], &b->req.headers[i], sizeof(mx_header_t)) == 0);
 }
 
-static uint32_t g_rng;
-static uint32_t next_rand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static result_t whole, part;
+    static result_t whole, part, resumed;
     if (size < 4)
         return 0;
     g_max_head = data[0] < 128 ? 8192 : (size_t)(data[0] - 128) * 4;
     g_max_target = data[1] < 128 ? 4096 : (size_t)(data[1] - 128);
-    g_rng = (uint32_t)data[2] << 8 | data[3] | 0x10000u;
+    fuzz_seed(data[2], data[3]);
     const char *in = (const char *)data + 4;
     size_t len = size - 4;
 
@@ -142,20 +128,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
     }
 
-    /* Growing prefixes in fuzzer-chosen steps, as bytes arrive on a socket. */
+    /* Growing prefixes in fuzzer-chosen steps, as bytes arrive on a socket; the resumed parse of
+     * each must equal the fresh one (after a verdict the state starts over, as for a new head). */
     int decided = 0;
-    size_t pos = 0;
+    size_t pos = 0, calls = 0;
+    mx_http1_head_state_t hs = {0};
     while (pos < len) {
         uint32_t r = next_rand();
         size_t step = (r & 3) == 0 ? 1 : 1 + (r >> 2) % (len / 8 + 1);
         pos = step > len - pos ? len : pos + step;
         parse(in, pos, &part);
+        parse_st(in, pos, &resumed, &hs);
+        calls++;
+        check_same(&part, &resumed);
         if (part.rc == MX_HTTP1_PARTIAL) {
             CHECK(!decided); /* once decided, more bytes cannot undo it */
             continue;
         }
         decided = 1;
         check_same(&whole, &part);
+    }
+    /* Linear work: each call re-reads at most ten bytes before the new ones, a completed head is
+     * parsed once more in full, and a verdict's repeat (state reset) costs one more pass; before
+     * the verdict, nothing is read twice but those few bytes. */
+    if (!decided) {
+        size_t bound = (len < g_max_head ? len : g_max_head) + 11 * calls;
+        CHECK(hs.examined <= bound);
     }
 
     /* The first deciding prefix: a valid head decides at its last byte; INVALID decides no

@@ -12,46 +12,16 @@
  * on every call, and a body the parser accepts is split again by a naive whole-buffer reference
  * (memmem on CRLF "--" boundary) that must find the same part headers and the same part bodies.
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "multipart.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_multipart: check failed at line %d: %s\n", __LINE__, #cond);     \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-/* A growable byte buffer. */
-typedef struct bytes {
-    char *p;
-    size_t len, cap;
-} bytes_t;
-
-static void put(bytes_t *b, const void *s, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        CHECK(b->p != NULL);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
 
 static void put_field(bytes_t *b, const char *s, size_t n) {
     unsigned char present = s != NULL;
-    put(b, &present, 1);
-    put(b, &n, sizeof(n));
-    put(b, s, n);
+    bytes_put(b, &present, 1);
+    bytes_put(b, &n, sizeof(n));
+    bytes_put(b, s, n);
 }
 
 typedef struct result {
@@ -66,18 +36,10 @@ typedef struct result {
 
 static void close_run(result_t *r) {
     if (r->run) {
-        put(&r->events, "D", 1);
-        put(&r->events, &r->run, sizeof(r->run));
+        bytes_put(&r->events, "D", 1);
+        bytes_put(&r->events, &r->run, sizeof(r->run));
         r->run = 0;
     }
-}
-
-static uint32_t g_rng;
-static uint32_t next_rand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
 }
 
 /* mode 0: whole; 1: byte by byte; 2: random pieces of any size; 3: random small pieces */
@@ -88,18 +50,12 @@ static void parse(const char *boundary, size_t blen, const mx_mp_limits_t *lim, 
     int err = 0, done = 0, in_part = 0;
     size_t pos = 0;
     do {
-        size_t piece = len - pos;
-        if (mode == 1 && piece > 1)
-            piece = 1;
-        if (mode >= 2) {
-            uint32_t x = next_rand();
-            size_t step = mode == 3 ? (x & 15) : (x & 1) ? x >> 1 & 7 : (x >> 1) % (len / 3 + 1);
-            if (step < piece)
-                piece = step;
+        size_t piece = fuzz_piece(mode, len - pos, len / 3);
+        if (mode == 3) { /* small random pieces */
+            size_t step = next_rand() & 15;
+            piece = step < piece ? step : piece;
         }
-        char *copy = malloc(piece ? piece : 1);
-        CHECK(copy != NULL);
-        memcpy(copy, in + pos, piece);
+        char *copy = fuzz_copy(in + pos, piece);
         size_t off = 0;
         int zeros = 0;
         for (;;) {
@@ -128,7 +84,7 @@ static void parse(const char *boundary, size_t blen, const mx_mp_limits_t *lim, 
                 CHECK(!in_part);
                 if (!done) {
                     close_run(r);
-                    put(&r->events, "F", 1);
+                    bytes_put(&r->events, "F", 1);
                 }
                 done = 1;
                 CHECK(off == piece || used > 0);
@@ -144,7 +100,7 @@ static void parse(const char *boundary, size_t blen, const mx_mp_limits_t *lim, 
                     ev.data >= (const char *)&p && ev.data + ev.len <= (const char *)(&p + 1);
                 CHECK(in_input || in_parser);
                 r->run += ev.len;
-                put(&r->data, ev.data, ev.len);
+                bytes_put(&r->data, ev.data, ev.len);
                 if (mode == 0)
                     r->data_len[r->nparts - 1] += ev.len;
                 continue;
@@ -159,7 +115,7 @@ static void parse(const char *boundary, size_t blen, const mx_mp_limits_t *lim, 
                               ev.filename[i] != '\n');
                 CHECK(memchr(ev.headers, '\0', ev.headers_len) == NULL);
                 in_part = 1;
-                put(&r->events, "P", 1);
+                bytes_put(&r->events, "P", 1);
                 put_field(&r->events, ev.name, ev.name_len);
                 put_field(&r->events, ev.filename, ev.filename_len);
                 put_field(&r->events, ev.content_type, ev.content_type_len);
@@ -171,12 +127,12 @@ static void parse(const char *boundary, size_t blen, const mx_mp_limits_t *lim, 
                     r->data_off[r->nparts] = r->data.len;
                     r->data_len[r->nparts] = 0;
                     r->nparts++;
-                    put(&r->hdrs, ev.headers, ev.headers_len);
+                    bytes_put(&r->hdrs, ev.headers, ev.headers_len);
                 }
             } else {
                 CHECK(rc == MX_MP_PART_END && in_part);
                 in_part = 0;
-                put(&r->events, "E", 1);
+                bytes_put(&r->events, "E", 1);
             }
             if (off == piece)
                 break;
@@ -263,9 +219,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t ct_len = nl ? (size_t)(nl - ct) : size - 2;
 
     /* The extractor gets an exact-size copy, so ASan sees any over-read. */
-    char *ct_copy = malloc(ct_len ? ct_len : 1);
-    CHECK(ct_copy != NULL);
-    memcpy(ct_copy, ct, ct_len);
+    char *ct_copy = fuzz_copy(ct, ct_len);
     char boundary[MX_MULTIPART_BOUNDARY_MAX + 1];
     int blen = mx_multipart_boundary(ct_copy, ct_len, boundary, sizeof(boundary));
     free(ct_copy);
@@ -276,7 +230,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     const char *in = nl + 1;
     size_t len = size - 2 - ct_len - 1;
-    g_rng = (uint32_t)data[0] << 8 | data[1] | 0x10000u;
+    fuzz_seed(data[0], data[1]);
     size_t max_parts = len / 4 + 2;
     result_t whole = {0}, other = {0};
     whole.hdr_off = calloc(max_parts, sizeof(size_t));

@@ -10,11 +10,9 @@
  * that was added, and FOUND means the route's method is the request's (or HEAD served by GET).
  *   make build/c/fuzz_router && ./build/c/fuzz_router -max_total_time=60 tests/fuzz/corpus/router
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "router.h"
 
 #define MAX_ROUTES 16
@@ -22,14 +20,6 @@
 
 static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "PURGE", "get"};
 #define NMETHODS (sizeof METHODS / sizeof METHODS[0])
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* ---- the reference model ------------------------------------------------------------------- */
 
@@ -260,33 +250,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     mx_router_t *r = mx_router_new();
-    REQUIRE(r);
+    CHECK(r);
     int nadded = 0; /* route ids are 0..nadded-1, the same as the indices into ref_routes */
     for (size_t l = 1; l < nlines; l++) {
         const char *method = method_of(lines[l], lens[l]);
         /* exact-size copy, so ASan catches a read past the pattern */
         size_t plen = lens[l] ? lens[l] - 1 : 0;
-        char *pat = malloc(plen ? plen : 1);
-        memcpy(pat, lines[l] + (lens[l] ? 1 : 0), plen);
+        char *pat = fuzz_copy(lines[l] + (lens[l] ? 1 : 0), plen);
         ref_route_t *rt = &ref_routes[nadded];
         int want = ref_compile(rt, pat, plen);
         char err[256];
         err[0] = 'x';
         int vrc = mx_router_validate(pat, plen, err, sizeof err);
         if (want >= 0)
-            REQUIRE((vrc == 0) == (want == 1));
-        REQUIRE(vrc == 0 ? err[0] == '\0' : strlen(err) > 0 && strlen(err) < sizeof err);
+            CHECK((vrc == 0) == (want == 1));
+        CHECK(vrc == 0 ? err[0] == '\0' : strlen(err) > 0 && strlen(err) < sizeof err);
         if (want == 1) {
             int rc = mx_router_add(r, method, strlen(method), pat, plen, nadded, err, sizeof err);
-            REQUIRE(rc == 0);
+            CHECK(rc == 0);
             rt->method = method;
             nadded++;
             /* pat is freed below: point the model at the same bytes in the input instead */
             for (size_t i = 0; i < rt->nsegs; i++)
                 rt->segs[i].p = lines[l] + 1 + (rt->segs[i].p - pat);
         } else if (want == 0) {
-            REQUIRE(mx_router_add(r, method, strlen(method), pat, plen, 99, err, sizeof err) ==
-                    MX_EINVAL);
+            CHECK(mx_router_add(r, method, strlen(method), pat, plen, 99, err, sizeof err) ==
+                  MX_EINVAL);
         }
         free(pat);
     }
@@ -294,36 +283,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* the request */
     const char *method = method_of(lines[0], lens[0]);
     size_t plen = lens[0] ? lens[0] - 1 : 0;
-    char *path = malloc(plen ? plen : 1);
-    char *scratch = malloc(plen ? plen : 1);
+    char *path = fuzz_copy(lines[0] + (lens[0] ? 1 : 0), plen);
+    char *scratch = calloc(1, plen ? plen : 1);
     char *decbuf = malloc(plen ? plen : 1);
-    memcpy(path, lines[0] + (lens[0] ? 1 : 0), plen);
-    memset(scratch, 0, plen);
+    CHECK(scratch != NULL && decbuf != NULL);
     mx_route_match_t m;
     memset(&m, 0x5a, sizeof m);
     int rc = mx_router_match(r, method, strlen(method), path, plen, scratch, plen, &m);
-    REQUIRE(rc == MX_ROUTE_FOUND || rc == MX_ROUTE_NOT_FOUND || rc == MX_ROUTE_METHOD_NOT_ALLOWED);
+    CHECK(rc == MX_ROUTE_FOUND || rc == MX_ROUTE_NOT_FOUND || rc == MX_ROUTE_METHOD_NOT_ALLOWED);
 
     /* invariants that hold whatever the model says */
     if (rc == MX_ROUTE_FOUND) {
-        REQUIRE(m.route_id >= 0 && m.route_id < nadded);
+        CHECK(m.route_id >= 0 && m.route_id < nadded);
         const char *rm = ref_routes[m.route_id].method;
-        REQUIRE(strcmp(rm, method) == 0 || (!strcmp(method, "HEAD") && !strcmp(rm, "GET")));
-        REQUIRE(m.num_params <= MX_ROUTE_MAX_PARAMS && m.allow_len == 0);
+        CHECK(strcmp(rm, method) == 0 || (!strcmp(method, "HEAD") && !strcmp(rm, "GET")));
+        CHECK(m.num_params <= MX_ROUTE_MAX_PARAMS && m.allow_len == 0);
         for (size_t i = 0; i < m.num_params; i++) {
-            REQUIRE(m.params[i].value_off <= plen);
-            REQUIRE(m.params[i].value_len <= plen - m.params[i].value_off);
-            REQUIRE(m.params[i].value_len > 0 && m.params[i].name_len > 0);
+            CHECK(m.params[i].value_off <= plen);
+            CHECK(m.params[i].value_len <= plen - m.params[i].value_off);
+            CHECK(m.params[i].value_len > 0 && m.params[i].name_len > 0);
         }
     } else {
-        REQUIRE(m.route_id == -1 && m.num_params == 0);
-        REQUIRE(m.allow_len <= sizeof m.allow);
-        REQUIRE((rc == MX_ROUTE_METHOD_NOT_ALLOWED) == (m.allow_len > 0));
+        CHECK(m.route_id == -1 && m.num_params == 0);
+        CHECK(m.allow_len <= sizeof m.allow);
+        CHECK((rc == MX_ROUTE_METHOD_NOT_ALLOWED) == (m.allow_len > 0));
     }
 
     /* the model */
     if (plen == 0 || path[0] != '/')
-        REQUIRE(rc == MX_ROUTE_NOT_FOUND);
+        CHECK(rc == MX_ROUTE_NOT_FOUND);
     else if ((req.nsegs = split(path, plen, req.raw)) != SIZE_MAX) {
         size_t o = 0;
         for (size_t i = 0; i < req.nsegs; i++) {
@@ -345,7 +333,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             want_id = first_get;
         if (want_id >= 0) {
             want_rc = MX_ROUTE_FOUND;
-            REQUIRE(ref_match(&ref_routes[want_id], &req));
+            CHECK(ref_match(&ref_routes[want_id], &req));
         }
         char allow[600];
         size_t allow_len = 0;
@@ -363,28 +351,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                     allow_add(allow, &allow_len, &full, "HEAD");
             }
         }
-        REQUIRE(rc == want_rc);
+        CHECK(rc == want_rc);
         if (rc == MX_ROUTE_FOUND) {
-            REQUIRE(m.route_id == want_id);
-            REQUIRE(m.num_params == req.nparams);
+            CHECK(m.route_id == want_id);
+            CHECK(m.num_params == req.nparams);
             for (size_t i = 0; i < m.num_params; i++) {
-                REQUIRE(m.params[i].name_len == req.params[i][0].n);
-                REQUIRE(!memcmp(m.params[i].name, req.params[i][0].p, req.params[i][0].n));
-                REQUIRE(m.params[i].value_len == req.params[i][1].n);
-                REQUIRE(!memcmp(scratch + m.params[i].value_off, req.params[i][1].p,
-                                req.params[i][1].n));
+                CHECK(m.params[i].name_len == req.params[i][0].n);
+                CHECK(!memcmp(m.params[i].name, req.params[i][0].p, req.params[i][0].n));
+                CHECK(m.params[i].value_len == req.params[i][1].n);
+                CHECK(!memcmp(scratch + m.params[i].value_off, req.params[i][1].p,
+                              req.params[i][1].n));
             }
         } else if (rc == MX_ROUTE_METHOD_NOT_ALLOWED) {
-            REQUIRE(m.allow_len == allow_len && !memcmp(m.allow, allow, allow_len));
+            CHECK(m.allow_len == allow_len && !memcmp(m.allow, allow, allow_len));
         }
     }
 
     /* the decoder agrees with the model's, and in place too */
     size_t n1 = mx_percent_decode(path, plen, scratch, 0);
     size_t n2 = ref_decode(path, plen, decbuf);
-    REQUIRE(n1 == n2 && !memcmp(scratch, decbuf, n1));
+    CHECK(n1 == n2 && !memcmp(scratch, decbuf, n1));
     n1 = mx_percent_decode(path, plen, path, 1);
-    REQUIRE(n1 <= plen);
+    CHECK(n1 <= plen);
 
     free(path);
     free(scratch);

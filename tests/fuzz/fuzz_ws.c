@@ -25,29 +25,11 @@
  * and subprotocol helpers and the key check. An accepted offer's response, offered back, must be
  * accepted with the same parameters and the same response (the response only echoes).
  */
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
+#include "fuzz_common.h"
 #include "ws.h"
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_ws: check failed at line %d: %s\n", __LINE__, #cond);            \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-static uint32_t g_rng;
-static uint32_t next_rand(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 17;
-    g_rng ^= g_rng << 5;
-    return g_rng;
-}
 
 /* What a run saw: the events, hashed in order (FNV-1a over every field and payload byte), and
  * the prefix hashes after each event, so one run can be checked to be a prefix of another. */
@@ -118,18 +100,8 @@ static void run(const uint8_t *in, size_t len, const mx_ws_deflate_params_t *z, 
     size_t pos = 0;
     int closed = 0;
     do {
-        size_t piece = len - pos;
-        if (mode == 1 && piece > 1)
-            piece = 1;
-        if (mode == 2) {
-            uint32_t x = next_rand();
-            size_t step = (x & 1) ? x >> 1 & 7 : (x >> 1) % (len / 4 + 1);
-            if (step < piece)
-                piece = step;
-        }
-        uint8_t *copy = malloc(piece ? piece : 1);
-        CHECK(copy != NULL);
-        memcpy(copy, in + pos, piece);
+        size_t piece = fuzz_piece(mode, len - pos, len / 4);
+        uint8_t *copy = fuzz_copy(in + pos, piece);
         size_t at = 0;
         do {
             mx_ws_event_t ev;
@@ -206,25 +178,6 @@ static void stream_mode(const uint8_t *in, size_t len, int cnct) {
  * Round trip through the deflater
  * ------------------------------------------------------------------------------------------- */
 
-typedef struct bytes {
-    uint8_t *p;
-    size_t len, cap;
-} bytes_t;
-
-static void bput(bytes_t *b, const void *src, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = realloc(b->p, cap);
-        CHECK(b->p != NULL);
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
 /* Appends a masked client frame. */
 static void cframe(bytes_t *b, int fin, int rsv1, int op, const uint8_t *p, size_t n) {
     uint8_t h[14], key[4];
@@ -233,9 +186,9 @@ static void cframe(bytes_t *b, int fin, int rsv1, int op, const uint8_t *p, size
     uint32_t x = next_rand();
     memcpy(key, &x, 4);
     memcpy(h + hl, key, 4);
-    bput(b, h, hl + 4);
+    bytes_put(b, h, hl + 4);
     size_t at = b->len;
-    bput(b, p, n);
+    bytes_put(b, p, n);
     for (size_t i = 0; i < n; i++)
         b->p[at + i] ^= key[i & 3];
 }
@@ -382,9 +335,7 @@ static int ieq_at(const uint8_t *s, const char *t, size_t n) {
 }
 
 static void header_mode(const uint8_t *in, size_t len) {
-    char *v = malloc(len ? len : 1); /* exact size: ASan catches reads past it */
-    CHECK(v != NULL);
-    memcpy(v, in, len);
+    char *v = fuzz_copy(in, len);
 
     mx_ws_deflate_params_t p, p2;
     char resp[MX_WS_DEFLATE_RESP_MAX], resp2[MX_WS_DEFLATE_RESP_MAX];
@@ -394,9 +345,7 @@ static void header_mode(const uint8_t *in, size_t len) {
         CHECK(p.client_max_window_bits >= 8 && p.client_max_window_bits <= 15);
         CHECK((p.server_no_context_takeover | p.client_no_context_takeover) <= 1);
         size_t rl = strlen(resp);
-        char *again = malloc(rl);
-        CHECK(again != NULL);
-        memcpy(again, resp, rl);
+        char *again = fuzz_copy(resp, rl);
         CHECK(mx_ws_negotiate_deflate(again, rl, &p2, resp2, sizeof resp2) == 1);
         CHECK(memcmp(&p, &p2, sizeof p) == 0 && strcmp(resp, resp2) == 0);
         free(again);
@@ -438,7 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const size_t maxes[8] = {1 << 20, 0, 1, 5, 125, 126, 1000, 65536};
     if (size < 3)
         return 0;
-    g_rng = (uint32_t)data[1] << 8 | data[2] | 0x10000u;
+    fuzz_seed(data[1], data[2]);
     g_max = maxes[data[0] & 7];
     g_take = (data[0] >> 4) & 1;
     if (data[0] & 0x80)

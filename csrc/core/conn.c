@@ -102,13 +102,13 @@ static void conn_free(mx_io_t *io) {
         mx__stream_detach(c->stream);
     mx_req_t *r = c->pipe_head;
     while (r) {
-        if (r->resp_ready && r->stream)
-            mx__stream_detach(r->stream); /* a stream whose head never went out */
-        if (r->chan)
-            mx_body_end(r->chan, MX_ECLOSED); /* a reader waiting for body bytes wakes up */
-        mx_req_t *next = r->next_in_conn;
-        r->conn = NULL; /* workers' responses for it will be dropped */
-        r->next_in_conn = NULL;
+        if (r->io->resp_ready && r->io->stream)
+            mx__stream_detach(r->io->stream); /* a stream whose head never went out */
+        if (r->io->chan)
+            mx_body_end(r->io->chan, MX_ECLOSED); /* a reader waiting for body bytes wakes up */
+        mx_req_t *next = r->io->next_in_conn;
+        r->io->conn = NULL; /* workers' responses for it will be dropped */
+        r->io->next_in_conn = NULL;
         mx_req_decref(r);
         r = next;
     }
@@ -117,10 +117,10 @@ static void conn_free(mx_io_t *io) {
 }
 
 static void pipe_append(mx_conn_t *c, mx_req_t *r) {
-    r->conn = c;
-    r->next_in_conn = NULL;
+    r->io->conn = c;
+    r->io->next_in_conn = NULL;
     if (c->pipe_tail)
-        c->pipe_tail->next_in_conn = r;
+        c->pipe_tail->io->next_in_conn = r;
     else
         c->pipe_head = r;
     c->pipe_tail = r;
@@ -134,15 +134,15 @@ static void drop_tail(mx_conn_t *c) {
     if (p == r) {
         c->pipe_head = c->pipe_tail = NULL;
     } else {
-        while (p && p->next_in_conn != r)
-            p = p->next_in_conn;
+        while (p && p->io->next_in_conn != r)
+            p = p->io->next_in_conn;
         if (!p)
             return;
-        p->next_in_conn = NULL;
+        p->io->next_in_conn = NULL;
         c->pipe_tail = p;
     }
     c->inflight--;
-    r->conn = NULL;
+    r->io->conn = NULL;
     mx_req_decref(r);
 }
 
@@ -177,7 +177,7 @@ static void reject(mx_conn_t *c, int status) {
         pipe_append(c, r);
     }
     c->cur = NULL;
-    if (r->dispatched) {
+    if (r->io->dispatched) {
         /* A streamed body went wrong while its handler runs: the reader gets an error, and the
          * client gets the error response unless the handler answered first. Either way the
          * connection closes after the pipeline drains; nothing after this is parsed. */
@@ -187,8 +187,8 @@ static void reject(mx_conn_t *c, int status) {
         int bad;
         /* respond before waking the reader, so its error cannot answer first (a 500) */
         mx_req_respond(r, status, h, 2, reason, strlen(reason), &bad);
-        if (r->chan)
-            mx_body_end(r->chan, MX_EINVAL);
+        if (r->io->chan)
+            mx_body_end(r->io->chan, MX_EINVAL);
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
         c->rpos = c->rlen = 0;
@@ -205,7 +205,7 @@ static void reject(mx_conn_t *c, int status) {
     mx__timer_set(c, MX_TIMER_NONE, 0);
     if (c->server->cfg.access_log) { /* the access log sees rejected requests too */
         r->log_only = 1;
-        r->dispatched = 1;
+        r->io->dispatched = 1;
         r->super.ops = &mx__req_log_task_ops; /* never shed: it was answered already */
         mx_req_incref(r);
         mx_pool_push(&c->server->pool, &r->super);
@@ -227,7 +227,7 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
         mx__respond_error_now(r, 405, 0);
         return;
     }
-    r->dispatched = 1;
+    r->io->dispatched = 1;
     mx_req_incref(r); /* the pool's reference */
     mx_pool_push(&s->pool, &r->super);
 }
@@ -236,7 +236,7 @@ static void finish_request(mx_conn_t *c, mx_req_t *r) {
 static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
     if (c->timer.kind == MX_TIMER_BODY)
         mx__timer_set(c, MX_TIMER_NONE, 0);
-    mx_body_end(r->chan, 0);
+    mx_body_end(r->io->chan, 0);
     c->input_full = 0; /* the body is all in: a pause for its reader no longer applies */
     c->cur = NULL;
     c->state = MX_CONN_HEAD;
@@ -358,9 +358,9 @@ static int parse_head(mx_conn_t *c) {
         return 1;
     }
     if (streamed) {
-        r->chan = mx_body_chan_new(info.chunked ? 0 : (uint64_t)info.content_length,
+        r->io->chan = mx_body_chan_new(info.chunked ? 0 : (uint64_t)info.content_length,
                                    mx__req_notify_cb, r);
-        if (!r->chan) {
+        if (!r->io->chan) {
             reject(c, 503);
             return 1;
         }
@@ -378,15 +378,15 @@ static int parse_head(mx_conn_t *c) {
         c->state = MX_CONN_BODY_CL;
     } else {
         if (streamed)
-            mx_body_end(r->chan, 0);
+            mx_body_end(r->io->chan, 0);
         finish_request(c, r);
         return 1;
     }
     if (streamed) {
         /* Nothing to decode: save_body may take it socket -> pipe -> file (body.c). */
-        r->chan->can_splice = !info.chunked && info.content_length > 0;
+        r->io->chan->can_splice = !info.chunked && info.content_length > 0;
         /* The handler runs now and pulls the body as it arrives (body.c). */
-        r->dispatched = 1;
+        r->io->dispatched = 1;
         mx_req_incref(r);
         mx_pool_push(&s->pool, &r->super);
     }
@@ -405,13 +405,13 @@ static int read_body_cl(mx_conn_t *c) {
     if (avail == 0)
         return 0;
     size_t take = avail < c->body_remaining ? avail : (size_t)c->body_remaining;
-    if (r->chan) {
+    if (r->io->chan) {
         if (c->input_full)
             return 0; /* the handler has not caught up yet */
-        size_t room = mx_body_space(r->chan);
+        size_t room = mx_body_space(r->io->chan);
         if (take > room)
             take = room; /* the rest stays in rbuf until the reader makes room */
-        int full = mx_body_push(r->chan, c->rbuf + c->rpos, take);
+        int full = mx_body_push(r->io->chan, c->rbuf + c->rpos, take);
         if (full < 0) {
             mx__conn_close(c);
             return 0;
@@ -427,7 +427,7 @@ static int read_body_cl(mx_conn_t *c) {
     c->body_window += take;
     c->continue_sent = 1; /* the client sent the body anyway */
     if (c->body_remaining == 0) {
-        if (r->chan)
+        if (r->io->chan)
             finish_streamed(c, r);
         else
             finish_request(c, r);
@@ -441,7 +441,7 @@ static int read_body_chunked(mx_conn_t *c) {
     if (avail == 0)
         return 0;
     c->continue_sent = 1;
-    if (r->chan) {
+    if (r->io->chan) {
         if (c->input_full)
             return 0;
         /* decode in place, then hand the payload to the reader (never more than it can take:
@@ -449,7 +449,7 @@ static int read_body_chunked(mx_conn_t *c) {
         size_t out_len = 0;
         int done = 0;
         char *at = c->rbuf + c->rpos;
-        size_t room = mx_body_space(r->chan);
+        size_t room = mx_body_space(r->io->chan);
         if (avail > room)
             avail = room;
         ssize_t used = mx_chunked_decode(&c->chunked, at, avail, at, &out_len, &done);
@@ -459,7 +459,7 @@ static int read_body_chunked(mx_conn_t *c) {
         }
         c->rpos += (size_t)used;
         c->body_window += (size_t)used;
-        int full = out_len ? mx_body_push(r->chan, at, out_len) : 0;
+        int full = out_len ? mx_body_push(r->io->chan, at, out_len) : 0;
         if (full < 0) {
             mx__conn_close(c);
             return 0;
@@ -560,15 +560,15 @@ static int body_wants_continue(mx_body_chan_t *ch) {
  * must close after it. */
 static int pop_head(mx_conn_t *c) {
     mx_req_t *r = c->pipe_head;
-    c->pipe_head = r->next_in_conn;
+    c->pipe_head = r->io->next_in_conn;
     if (!c->pipe_head)
         c->pipe_tail = NULL;
     c->inflight--;
     if (r->ws_offered)
         c->hold_input = 0; /* no upgrade happened: the next bytes are HTTP again */
-    int close_after = r->resp_close;
-    r->conn = NULL;
-    r->next_in_conn = NULL;
+    int close_after = r->io->resp_close;
+    r->io->conn = NULL;
+    r->io->next_in_conn = NULL;
     mx_req_decref(r);
     return close_after;
 }
@@ -579,12 +579,12 @@ static int flush(mx_conn_t *c) {
     struct iovec iov[64];
     int freed = 0;
 again:
-    if (c->cur && c->cur->chan && c->cur->resp_ready && c->cur->dispatched) {
+    if (c->cur && c->cur->io->chan && c->cur->io->resp_ready && c->cur->io->dispatched) {
         /* A streamed request answered before its body is all in (its response says
          * Connection: close): stop waiting for the body and read and drop the rest while the
          * response goes out, or a client still pushing its body and a server pushing a large
          * response could block each other forever. */
-        mx_body_end(c->cur->chan, MX_ECLOSED);
+        mx_body_end(c->cur->io->chan, MX_ECLOSED);
         c->cur = NULL;
         c->state = MX_CONN_DRAIN;
         c->no_more_requests = 1;
@@ -611,16 +611,16 @@ again:
         int n = 0;
         size_t total = 0;
         int with_continue = 0;
-        for (mx_req_t *r = c->pipe_head; r && r->resp_ready && n < 64; r = r->next_in_conn) {
-            iov[n].iov_base = r->resp + r->resp_off;
-            iov[n].iov_len = r->resp_len - r->resp_off;
+        for (mx_req_t *r = c->pipe_head; r && r->io->resp_ready && n < 64; r = r->io->next_in_conn) {
+            iov[n].iov_base = r->io->resp + r->io->resp_off;
+            iov[n].iov_len = r->io->resp_len - r->io->resp_off;
             total += iov[n].iov_len;
             n++;
-            if (r->resp_close || r->stream || r == c->cur)
+            if (r->io->resp_close || r->io->stream || r == c->cur)
                 break; /* nothing is written after these until they are done */
         }
         if (n == 0 && c->cur && c->pipe_head == c->cur && !c->continue_sent &&
-            (!c->cur->chan || body_wants_continue(c->cur->chan))) {
+            (!c->cur->io->chan || body_wants_continue(c->cur->io->chan))) {
             /* Only the request waiting for its body is left: now 100 Continue can go out. */
             iov[0].iov_base = (void *)continue_line;
             iov[0].iov_len = sizeof(continue_line) - 1;
@@ -655,29 +655,29 @@ again:
             continue;
         }
         size_t left = (size_t)w;
-        while (c->pipe_head && c->pipe_head->resp_ready) {
+        while (c->pipe_head && c->pipe_head->io->resp_ready) {
             mx_req_t *r = c->pipe_head;
-            size_t rem = r->resp_len - r->resp_off;
+            size_t rem = r->io->resp_len - r->io->resp_off;
             if (left < rem) {
-                r->resp_off += left;
+                r->io->resp_off += left;
                 left = 0;
                 break;
             }
             left -= rem;
-            r->resp_off = r->resp_len;
-            if (r->stream && !r->is_head) {
+            r->io->resp_off = r->io->resp_len;
+            if (r->io->stream && !r->is_head) {
                 /* The head of a stream is out: the stream takes the connection over. */
-                mx__stream_attach(c, r->stream);
+                mx__stream_attach(c, r->io->stream);
                 freed = 1;
                 goto again;
             }
-            if (r->stream)
-                mx__stream_detach(r->stream); /* HEAD: the head was all there was to send */
+            if (r->io->stream)
+                mx__stream_detach(r->io->stream); /* HEAD: the head was all there was to send */
             freed = 1;
             if (r == c->cur) {
                 /* Answered before its body was all in: the rest is never parsed as a request
                  * (RFC 9112 9.3); the connection closes after a lingering read. */
-                mx_body_end(r->chan, MX_ECLOSED);
+                mx_body_end(r->io->chan, MX_ECLOSED);
                 c->cur = NULL;
                 c->state = MX_CONN_DRAIN;
                 c->no_more_requests = 1;
@@ -689,7 +689,7 @@ again:
                 mx__conn_start_linger(c);
                 return freed;
             }
-            if (left == 0 && (!c->pipe_head || !c->pipe_head->resp_ready))
+            if (left == 0 && (!c->pipe_head || !c->pipe_head->io->resp_ready))
                 break;
         }
         if ((size_t)w < total) {
@@ -775,10 +775,10 @@ static void pump(mx_conn_t *c) {
  * reading: a half-close), drop an incomplete one, then close. */
 static void on_client_eof(mx_conn_t *c) {
     c->no_more_requests = 1;
-    if (c->cur && c->cur->chan) {
-        mx_body_end(c->cur->chan, MX_ECLOSED); /* the client left mid-body */
+    if (c->cur && c->cur->io->chan) {
+        mx_body_end(c->cur->io->chan, MX_ECLOSED); /* the client left mid-body */
         c->cur = NULL;
-    } else if (c->cur && !c->cur->dispatched && c->pipe_tail == c->cur) {
+    } else if (c->cur && !c->cur->io->dispatched && c->pipe_tail == c->cur) {
         drop_tail(c);
     }
     c->rpos = c->rlen = 0;
@@ -830,7 +830,7 @@ static void splice_body(mx_conn_t *c) {
     for (;;) {
         size_t want = c->body_remaining < MX_BODY_HIGH ? (size_t)c->body_remaining : MX_BODY_HIGH;
         int full;
-        int n = mx_body_splice_in(r->chan, c->io.fd, want, &full);
+        int n = mx_body_splice_in(r->io->chan, c->io.fd, want, &full);
         if (n == 0) {
             on_client_eof(c);
             return;
@@ -862,7 +862,7 @@ static void read_into_chan(mx_conn_t *c) {
     char *at;
     size_t room;
     size_t want = c->body_remaining < BODY_READ_MAX ? (size_t)c->body_remaining : BODY_READ_MAX;
-    int rc = mx_body_room(r->chan, want, &at, &room);
+    int rc = mx_body_room(r->io->chan, want, &at, &room);
     if (rc < 0) {
         mx__conn_close(c);
         return;
@@ -874,15 +874,15 @@ static void read_into_chan(mx_conn_t *c) {
     ssize_t n = read(c->io.fd, at, room);
     if (read_ended(c, n))
         return;
-    int full = mx_body_commit(r->chan, (size_t)n);
+    int full = mx_body_commit(r->io->chan, (size_t)n);
     if (!body_bytes_passed(c, r, (size_t)n) && full)
         pause_for_body(c);
 }
 
 /* The request being received has a streamed body whose reader takes it from a pipe. */
 static int splicing(mx_conn_t *c) {
-    return c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen &&
-           (c->cur->chan->splice_on || mx_body_start_splice(c->cur->chan));
+    return c->state == MX_CONN_BODY_CL && c->cur && c->cur->io->chan && c->rpos == c->rlen &&
+           (c->cur->io->chan->splice_on || mx_body_start_splice(c->cur->io->chan));
 }
 
 static void on_readable(mx_conn_t *c) {
@@ -900,7 +900,7 @@ static void on_readable(mx_conn_t *c) {
         splice_body(c);
         return;
     }
-    if (c->state == MX_CONN_BODY_CL && c->cur && c->cur->chan && c->rpos == c->rlen) {
+    if (c->state == MX_CONN_BODY_CL && c->cur && c->cur->io->chan && c->rpos == c->rlen) {
         read_into_chan(c);
         return;
     }
@@ -971,12 +971,12 @@ void mx__conn_stream_ready(mx_conn_t *c) { pump(c); }
 
 /* A streamed body's reader made room, or wants 100 Continue. */
 void mx__conn_req_notify(mx_conn_t *c, mx_req_t *r) {
-    if (r != c->cur || !r->chan)
+    if (r != c->cur || !r->io->chan)
         return;
-    pthread_mutex_lock(&r->chan->mu);
-    int resume = r->chan->want_resume;
-    r->chan->want_resume = 0;
-    pthread_mutex_unlock(&r->chan->mu);
+    pthread_mutex_lock(&r->io->chan->mu);
+    int resume = r->io->chan->want_resume;
+    r->io->chan->want_resume = 0;
+    pthread_mutex_unlock(&r->io->chan->mu);
     if (resume && c->input_full) {
         c->input_full = 0;
         if (c->timer.kind == MX_TIMER_BODY) { /* the client was held back, not slow */

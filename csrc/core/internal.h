@@ -110,6 +110,33 @@ struct mx_stream {
 #define MX_STREAM_SSE 1
 #define MX_STREAM_WS 2
 
+/*
+ * A request's private half (mx_req_t.io; allocated with it by mx__req_new). "Response" fields
+ * are written once by the committing thread (response.c commit) and read by the I/O thread after
+ * the response message arrives; the rest belongs to the I/O thread, except chan and read_pos,
+ * which are the body reader's (req_body.c).
+ */
+typedef struct mx_req_io {
+    struct mx_req *req;   /* the request it belongs to */
+    struct mx_conn *conn; /* NULL once the connection is gone (I/O thread) */
+    struct mx_req *next_in_conn; /* the connection's pipeline (I/O thread) */
+    mx_msg_t resp_msg;           /* "the response is ready", to the I/O thread */
+    mx_msg_t notify_msg;         /* "the body reader has news" (room, or 100 Continue wanted) */
+    /* ---- response ---- */
+    char *resp;
+    size_t resp_len;
+    size_t resp_off; /* written so far (I/O thread) */
+    /* separate bytes, not bit-fields: the responding thread writes resp_close while the I/O
+     * thread may read resp_ready, and bit-fields sharing a byte would race */
+    unsigned char resp_ready; /* I/O thread */
+    unsigned char resp_close; /* close the connection after this response */
+    unsigned char dispatched; /* handed to the pool (I/O thread) */
+    mx_stream_t *stream; /* an SSE stream or WebSocket that follows the response head (owned) */
+    /* ---- the body ---- */
+    mx_body_chan_t *chan; /* streamed body (a stream=True route); NULL when buffered */
+    size_t read_pos;      /* mx_req_read's position in a buffered body */
+} mx_req_io_t;
+
 typedef struct mx_conn {
     mx_io_t io;       /* its socket in the loop: io.fd, io.events, io.closing */
     mx_timer_t timer; /* the one timer a connection has armed at a time (enum mx_timer_kind) */

@@ -17,7 +17,6 @@
 #include "common.h"
 #include "compress.h"
 #include "http1.h"
-#include "loop.h"
 #include "pool.h"
 #include "router.h"
 
@@ -75,9 +74,11 @@ typedef struct mx_config {
 #define MX_REQ_METHOD_NOT_ALLOWED 2 /* path matched other methods (custom 405); allow is set */
 
 /*
- * One request, shared between the I/O thread and a worker by reference count.
- * Fields under "request" are written by the I/O thread before dispatch and never change after,
- * so any thread holding a reference may read them. The rest is private to the core.
+ * One request, shared between the I/O thread and a worker by reference count (mx_req_incref,
+ * mx_req_decref). Fields under "request" are written by the I/O thread before dispatch and never
+ * change after, so any thread holding a reference may read them; "response" fields are written
+ * once by the responding thread. The binding reads these and never writes them; the core's own
+ * state of the request is behind io, which only the core sees.
  */
 struct mx_req {
     mx_task_t super; /* kind MX_TASK_REQUEST */
@@ -118,22 +119,8 @@ struct mx_req {
     int status;
     size_t resp_body_len; /* for the access log */
 
-    /* ---- private to the I/O thread ---- */
-    struct mx_conn *conn; /* NULL once the connection is gone */
-    struct mx_req *next_in_conn;
-    mx_msg_t resp_msg;   /* "the response is ready", to the I/O thread */
-    mx_msg_t notify_msg; /* "the body reader has news" (room, or 100 Continue wanted) */
-    char *resp;
-    size_t resp_len;
-    size_t resp_off;
-    /* separate bytes, not bit-fields: the responding thread writes resp_close while the I/O
-     * thread may read resp_ready, and bit-fields sharing a byte would race */
-    unsigned char resp_ready;
-    unsigned char resp_close; /* close the connection after this response */
-    unsigned char dispatched;
-    mx_stream_t *stream; /* an SSE stream or WebSocket that follows the response head (owned) */
-    struct mx_body_chan *chan; /* streamed body (a stream=True route); NULL when buffered */
-    size_t read_pos;           /* mx_req_read's position in a buffered body */
+    /* The core's private half (internal.h): where the response and the body go. */
+    struct mx_req_io *io;
 };
 
 /* Fills c with the defaults. Any thread. */
@@ -203,7 +190,7 @@ ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n);
  */
 ssize_t mx_req_peek(mx_req_t *r, const char **data);
 void mx_req_consume(mx_req_t *r, size_t n);
-/* 1 when r's body is streamed (read with mx_req_read, r->body stays empty). */
+/* 1 when r's body is streamed (read with mx_req_read, r->body stays empty). Any thread. */
 int mx_req_streamed(const mx_req_t *r);
 /*
  * Writes the rest of the body to path: into a temporary file in the same directory, renamed
@@ -259,7 +246,8 @@ const char *mx_status_reason(int status);
  */
 int mx_req_respond_error(mx_req_t *r, int status);
 
-/* Finds the first header of a request by lowercase name; returns NULL when absent. */
+/* Finds the first header of a request by lowercase name; returns NULL when absent. The result
+ * points into r (valid while the caller holds its reference). Any thread. */
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len);
 
 /* ---- streams: Server-Sent Events and WebSockets (stream.c, sse.c, websocket.c) ----
@@ -270,7 +258,8 @@ const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size
  * later sends fail with MX_ECLOSED. Streams are reference counted; the binding holds one.
  */
 
-/* Immutable shared bytes (one SSE event fanned out to many streams). */
+/* Immutable shared bytes (one SSE event fanned out to many streams). Counted; any thread. A send
+ * takes its own reference, so the caller drops its own when done. */
 typedef struct mx_bytes {
     atomic_int refcnt;
     size_t len;
@@ -279,15 +268,19 @@ typedef struct mx_bytes {
 mx_bytes_t *mx_bytes_new(size_t len); /* refcnt 1; NULL on ENOMEM */
 void mx_bytes_decref(mx_bytes_t *b);
 
+/* Reference counting; any thread. The last decref frees the stream. */
 void mx_stream_incref(mx_stream_t *st);
 void mx_stream_decref(mx_stream_t *st);
+/* A number unique among the process's streams, for the binding's bookkeeping. Any thread. */
 uint64_t mx_stream_id(const mx_stream_t *st);
-/* 1 once no more data can be sent (closed by either side, or the connection is gone). */
+/* 1 once no more data can be sent (closed by either side, or the connection is gone). Any
+ * thread. */
 int mx_stream_closed(mx_stream_t *st);
 /* Blocks (no locks of the caller held, no GIL) until the connection is gone or timeout seconds
  * (< 0: forever) pass; returns 1 when it is gone. */
 int mx_stream_wait_finished(mx_stream_t *st, double timeout);
-/* The binding's object for this stream (the WebSocket's Python object). */
+/* The binding's object for this stream (the WebSocket's Python object), not owned by the core:
+ * set once before the stream is shared, read by the delivering worker. */
 void *mx_stream_user(const mx_stream_t *st);
 void mx_stream_set_user(mx_stream_t *st, void *user);
 
@@ -299,13 +292,14 @@ void mx_stream_set_user(mx_stream_t *st, void *user);
 int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, int *bad_header,
                        mx_stream_t **out);
 /* Encodes one event (WHATWG event stream): event/id may not hold CR or LF, id not NUL (MX_EINVAL);
- * retry < 0 means none. comment != 0 encodes data as comment lines instead. */
+ * retry < 0 means none. comment != 0 encodes data as comment lines instead. *out gets new bytes
+ * (one reference for the caller). Any thread. */
 int mx_sse_encode(const char *data, size_t len, const char *event, size_t event_len,
                   const char *id, size_t id_len, long long retry, int comment, mx_bytes_t **out);
 /* Queues encoded bytes; MX_ECLOSED when closed, MX_EFULL when the queue bound was hit (the stream
  * is then closed and its connection dropped). Never blocks on the network. Any thread. */
 int mx_sse_send(mx_stream_t *st, mx_bytes_t *b);
-/* Ends the stream cleanly (idempotent). */
+/* Ends the stream cleanly (idempotent). Any thread. */
 void mx_sse_close(mx_stream_t *st);
 
 /* ---- WebSockets ---- */
@@ -320,7 +314,7 @@ typedef struct mx_ws_msg {
     uint8_t *data;  /* malloc'ed (or NULL when len is 0) */
     size_t len;
 } mx_ws_msg_t;
-void mx_ws_msg_free(mx_ws_msg_t *m);
+void mx_ws_msg_free(mx_ws_msg_t *m); /* any thread; m and its data */
 
 /*
  * Checks the request's WebSocket handshake and answers it: 101 with the accept key, the first
@@ -332,18 +326,22 @@ void mx_ws_msg_free(mx_ws_msg_t *m);
 int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, int *selected,
                       mx_stream_t **out);
 /* Queues one message (opcode MX_WS_OP_TEXT/BINARY/PING/PONG), compressing it when negotiated.
- * Returns 0, MX_ECLOSED, MX_EFULL (the peer stopped reading: closed with 1008), MX_ENOMEM. */
+ * Copies data. Returns 0, MX_ECLOSED, MX_EFULL (the peer stopped reading: closed with 1008),
+ * MX_ENOMEM. Any thread, concurrent senders serialized (send_mu); never blocks on the network. */
 int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len);
-/* 1 when permessage-deflate was negotiated (sends then compress: worth releasing the GIL). */
+/* 1 when permessage-deflate was negotiated (sends then compress: worth releasing the GIL). Any
+ * thread. */
 int mx_ws_deflating(const mx_stream_t *st);
-/* Starts the closing handshake (idempotent); reason is cut to fit a control frame. */
+/* Starts the closing handshake (idempotent); reason (copied) is cut to fit a control frame. Any
+ * thread. */
 void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_len);
 /* Worker, inside hooks->run for an MX_TASK_WS task: the next event to deliver, or NULL when
  * there is none left (the task is then over). The caller frees it with mx_ws_msg_free. */
 mx_ws_msg_t *mx_ws_next_event(mx_stream_t *st);
-/* After the CLOSE event: the peer's close code (1005 none, 1006 abnormal) and reason. */
+/* After the CLOSE event: the peer's close code (1005 none, 1006 abnormal) and reason (copied
+ * into reason[0..cap)). Any thread. */
 int mx_ws_close_code(mx_stream_t *st, char *reason, size_t cap, size_t *reason_len);
-/* 1 when the connection ended because the peer stopped reading (for the log). */
+/* 1 when the connection ended because the peer stopped reading (for the log). Any thread. */
 int mx_ws_was_slow(mx_stream_t *st);
 
 #endif

@@ -31,10 +31,10 @@ void mx_req_incref(mx_req_t *r) { atomic_fetch_add_explicit(&r->refcnt, 1, memor
 void mx_req_decref(mx_req_t *r) {
     if (atomic_fetch_sub_explicit(&r->refcnt, 1, memory_order_acq_rel) == 1) {
         free(r->body);
-        free(r->resp);
-        if (r->stream)
-            mx_stream_decref(r->stream);
-        mx_body_chan_free(r->chan);
+        free(r->io->resp);
+        if (r->io->stream)
+            mx_stream_decref(r->io->stream);
+        mx_body_chan_free(r->io->chan);
         free(r);
 #ifdef MX_DEBUG_COUNTS
         atomic_fetch_sub_explicit(&live_requests, 1, memory_order_relaxed);
@@ -42,36 +42,35 @@ void mx_req_decref(mx_req_t *r) {
     }
 }
 
-
 /* ---- a request's messages to the I/O thread, and its task in the pool ---- */
 
-#define REQ_OF(ptr, member) ((mx_req_t *)((char *)(ptr) - offsetof(mx_req_t, member)))
+#define REQ_OF(ptr, member) (((mx_req_io_t *)((char *)(ptr) - offsetof(mx_req_io_t, member)))->req)
 
 /* The response is ready: the I/O thread writes it (in pipeline order), or lets its stream know
  * the connection is gone. */
 static void resp_deliver(mx_msg_t *m) {
     mx_req_t *r = REQ_OF(m, resp_msg);
-    mx_conn_t *c = r->conn;
-    r->resp_ready = 1;
+    mx_conn_t *c = r->io->conn;
+    r->io->resp_ready = 1;
     if (c && !c->io.closing)
         mx__conn_response_ready(c);
-    else if (r->stream)
-        mx__stream_detach(r->stream);
+    else if (r->io->stream)
+        mx__stream_detach(r->io->stream);
     mx_req_decref(r);
 }
 
 /* Nobody will write it: the loop has ended, and the client is gone with the server. */
 static void resp_drop(mx_msg_t *m) {
     mx_req_t *r = REQ_OF(m, resp_msg);
-    if (r->stream)
-        mx__stream_detach(r->stream);
+    if (r->io->stream)
+        mx__stream_detach(r->io->stream);
     mx_req_decref(r);
 }
 
 /* A streamed body's reader made room, or wants 100 Continue. */
 static void notify_deliver(mx_msg_t *m) {
     mx_req_t *r = REQ_OF(m, notify_msg);
-    mx_conn_t *c = r->conn;
+    mx_conn_t *c = r->io->conn;
     if (c && !c->io.closing)
         mx__conn_req_notify(c, r);
     mx_req_decref(r);
@@ -82,11 +81,11 @@ static void notify_drop(mx_msg_t *m) { mx_req_decref(REQ_OF(m, notify_msg)); }
 static const mx_msg_ops_t resp_ops = {resp_deliver, resp_drop};
 static const mx_msg_ops_t notify_ops = {notify_deliver, notify_drop};
 
-void mx__post_response(mx_req_t *r) { mx_loop_post(&r->server->loop, &r->resp_msg); }
+void mx__post_response(mx_req_t *r) { mx_loop_post(&r->server->loop, &r->io->resp_msg); }
 
 void mx__req_notify(mx_req_t *r) {
     mx_req_incref(r); /* the message's reference */
-    mx_loop_post(&r->server->loop, &r->notify_msg);
+    mx_loop_post(&r->server->loop, &r->io->notify_msg);
 }
 
 void mx__req_notify_cb(void *r) { mx__req_notify(r); }
@@ -96,8 +95,8 @@ static void req_task_done(mx_task_t *t) { mx_req_decref((mx_req_t *)t); }
 /* Waited longer than max_queue_time for a worker: 503 with Retry-After instead of running late. */
 static void req_task_shed(mx_task_t *t) {
     mx_req_t *r = (mx_req_t *)t;
-    if (r->chan)
-        mx_body_end(r->chan, MX_ECLOSED);
+    if (r->io->chan)
+        mx_body_end(r->io->chan, MX_ECLOSED);
     mx_req_respond_error(r, 503);
     mx_req_decref(r); /* the pool's reference */
 }
@@ -188,28 +187,32 @@ static void split_target(mx_req_t *r) {
 mx_req_t *mx__req_new(mx_server_t *s, mx_conn_t *c, const mx_http1_request_t *h, size_t head_len) {
     size_t nh = h ? h->num_headers : 0;
     size_t target_len = h ? h->target_len : 0;
-    size_t size = sizeof(mx_req_t) + nh * sizeof(mx_header_t) + head_len + target_len + 1;
+    /* [mx_req_t][mx_req_io_t][headers][head bytes][target scratch] */
+    size_t size = sizeof(mx_req_t) + sizeof(mx_req_io_t) + nh * sizeof(mx_header_t) + head_len +
+                  target_len + 1;
     mx_req_t *r = malloc(size);
     if (!r)
         return NULL;
-    memset(r, 0, sizeof(*r));
+    memset(r, 0, sizeof(*r) + sizeof(mx_req_io_t));
+    r->io = (mx_req_io_t *)(r + 1);
+    r->io->req = r;
     atomic_init(&r->refcnt, 1); /* the connection's reference */
 #ifdef MX_DEBUG_COUNTS
     atomic_fetch_add_explicit(&live_requests, 1, memory_order_relaxed);
 #endif
     atomic_init(&r->responded, 0);
     r->server = s;
-    r->conn = c;
+    r->io->conn = c;
     r->super.kind = MX_TASK_REQUEST;
     r->super.ops = &mx__req_task_ops;
-    mx_msg_init(&r->resp_msg, &resp_ops);
-    mx_msg_init(&r->notify_msg, &notify_ops);
+    mx_msg_init(&r->io->resp_msg, &resp_ops);
+    mx_msg_init(&r->io->notify_msg, &notify_ops);
     r->minor_version = 1;
     memcpy(r->remote_addr, c->remote_addr, sizeof(r->remote_addr));
     r->remote_port = c->remote_port;
     if (!h)
         return r;
-    char *p = (char *)(r + 1);
+    char *p = (char *)(r->io + 1);
     r->headers = (mx_header_t *)p;
     p += nh * sizeof(mx_header_t);
     char *head = p;

@@ -18,16 +18,16 @@
 
 #include "internal.h"
 
-int mx_req_streamed(const mx_req_t *r) { return r->chan != NULL; }
+int mx_req_streamed(const mx_req_t *r) { return r->io->chan != NULL; }
 
 ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n) {
-    mx_body_chan_t *ch = r->chan;
+    mx_body_chan_t *ch = r->io->chan;
     if (!ch) { /* a buffered body: read it from where the last read stopped */
-        size_t pos = r->read_pos;
+        size_t pos = r->io->read_pos;
         size_t take = r->body_len - pos < n ? r->body_len - pos : n;
         if (take)
             memcpy(buf, r->body + pos, take);
-        r->read_pos = pos + take;
+        r->io->read_pos = pos + take;
         return (ssize_t)take;
     }
     mx_body_begin(ch, 0);
@@ -36,20 +36,20 @@ ssize_t mx_req_read(mx_req_t *r, char *buf, size_t n) {
 }
 
 ssize_t mx_req_peek(mx_req_t *r, const char **data) {
-    mx_body_chan_t *ch = r->chan;
+    mx_body_chan_t *ch = r->io->chan;
     if (!ch) {
-        *data = r->body + r->read_pos;
-        return (ssize_t)(r->body_len - r->read_pos);
+        *data = r->body + r->io->read_pos;
+        return (ssize_t)(r->body_len - r->io->read_pos);
     }
     mx_body_begin(ch, 0);
     return mx_body_peek(ch, data);
 }
 
 void mx_req_consume(mx_req_t *r, size_t n) {
-    mx_body_chan_t *ch = r->chan;
+    mx_body_chan_t *ch = r->io->chan;
     if (!ch) {
-        size_t left = r->body_len - r->read_pos;
-        r->read_pos += n < left ? n : left;
+        size_t left = r->body_len - r->io->read_pos;
+        r->io->read_pos += n < left ? n : left;
         return;
     }
     mx_body_consume(ch, n);
@@ -163,7 +163,7 @@ int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *writ
 
 int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written) {
     *written = 0;
-    mx_body_chan_t *ch = r->chan;
+    mx_body_chan_t *ch = r->io->chan;
     char *buf = malloc(SAVE_BUF);
     if (!buf)
         return MX_ENOMEM;

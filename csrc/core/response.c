@@ -110,7 +110,7 @@ static int no_body_status(int status) {
  * after answering a request whose body is not all in). */
 static int must_close(mx_req_t *r) {
     return !r->keep_alive || atomic_load(&r->server->stopping) ||
-           (r->chan && !mx_body_complete(r->chan));
+           (r->io->chan && !mx_body_complete(r->io->chan));
 }
 
 /*
@@ -121,17 +121,17 @@ static int must_close(mx_req_t *r) {
  */
 static void commit(mx_req_t *r, int status, char *buf, size_t len, size_t body_len, int close_conn,
                    mx_stream_t *st, int now) {
-    free(r->resp); /* an error answer may replace one not yet written (conn.c's reject) */
+    free(r->io->resp); /* an error answer may replace one not yet written (conn.c's reject) */
     r->status = status;
     r->resp_body_len = body_len;
-    r->resp = buf;
-    r->resp_len = len;
-    r->resp_off = 0;
-    r->resp_close = (unsigned char)close_conn;
+    r->io->resp = buf;
+    r->io->resp_len = len;
+    r->io->resp_off = 0;
+    r->io->resp_close = (unsigned char)close_conn;
     if (st)
-        r->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
+        r->io->stream = st; /* the request's reference; the I/O thread reads it once resp_ready */
     if (now) {
-        r->resp_ready = 1;
+        r->io->resp_ready = 1;
         return;
     }
     mx_req_incref(r); /* the response message's reference */
@@ -199,7 +199,7 @@ static char *put(char *p, const char *s, size_t n) {
 
 
 /* mode: 0 a whole response; RESP_STREAM an SSE head (chunked on HTTP/1.1, else close-delimited),
- * followed by the stream already set in r->stream. */
+ * followed by the stream already set in r->io->stream. */
 #define RESP_STREAM 1
 static int respond_ex(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
                       const char *body, size_t body_len, int *bad_header, mx_stream_t *st) {

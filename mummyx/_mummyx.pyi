@@ -16,10 +16,14 @@ from .forms import FormData
 _HeaderValue = Union[str, int, bytes]
 _Body = Union[bytes, bytearray, memoryview, str]
 
-class ConnectionClosed(ConnectionError):
+class Error(Exception):
+    """The base class of every exception mummyx defines (BadRequest, ConnectionClosed,
+    HandshakeRefused). Each also keeps its built-in base (ValueError, ConnectionError)."""
+
+class ConnectionClosed(Error, ConnectionError):
     """The client connection is gone."""
 
-class BadRequest(ValueError):
+class BadRequest(Error, ValueError):
     """The request's content is invalid (a malformed or over-limit form, say).
 
     A handler that lets it escape makes the client get ``status`` (400 by default, 413, 431, ...)
@@ -78,7 +82,7 @@ class MultipartReader(Iterator[Part]):
     def __iter__(self) -> MultipartReader: ...
     def __next__(self) -> Part: ...
 
-class HandshakeRefused(ValueError):
+class HandshakeRefused(Error, ValueError):
     """The request is not a valid WebSocket handshake; the client was answered 400 or 426."""
 
 @final
@@ -267,6 +271,10 @@ def sse_encode(data: str, event: str | None, id: str | int | None, retry: int | 
 
 def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
     """Queue the same encoded event on every stream; return how many took it."""
+
+def respond_value(request: Request, value: Any, /) -> None:
+    """Respond with what a handler returned: str as text, bytes-like as octet-stream, dict or
+    list as JSON; TypeError for anything else (used by mummyx.server's error path)."""
 
 def _debug_live_requests() -> int | None:
     """How many native requests exist now, in every server of the process; ``None`` unless the

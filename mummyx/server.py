@@ -182,23 +182,12 @@ def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], N
             try:
                 result = error_handler(request, exc)
                 if result is not None and not request.responded:
-                    _respond_value(request, result)
+                    _mummyx.respond_value(request, result)
             except Exception:
                 logger.exception("error_handler raised while handling %s %s",
                                  request.method, request.uri)
         _plain(request, 500)
     return on_error
-
-
-def _respond_value(request: Any, value: Any) -> None:
-    if isinstance(value, str):
-        request.respond(200, None, value)
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        request.respond(200, {"Content-Type": "application/octet-stream"}, bytes(value))
-    elif isinstance(value, (dict, list)):
-        request.respond(200, {"Content-Type": "application/json"}, _json_dumps(value))
-    else:
-        raise TypeError(f"cannot send a {type(value).__name__} as a response")
 
 
 def _on_ws_error(websocket: Any, exc: BaseException) -> None:

@@ -30,8 +30,6 @@ static int core_traverse(MxCoreObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->ws_message);
     Py_VISIT(self->websocket_type);
     Py_VISIT(self->sse_type);
-    Py_VISIT(self->connection_closed);
-    Py_VISIT(self->handshake_refused);
     return 0;
 }
 
@@ -57,8 +55,6 @@ static int core_clear(MxCoreObject *self) {
     Py_CLEAR(self->ws_message);
     Py_CLEAR(self->websocket_type);
     Py_CLEAR(self->sse_type);
-    Py_CLEAR(self->connection_closed);
-    Py_CLEAR(self->handshake_refused);
     return 0;
 }
 
@@ -207,8 +203,6 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     self->request_type = st->request_type;
     self->websocket_type = (PyTypeObject *)Py_NewRef(st->websocket_type);
     self->sse_type = (PyTypeObject *)Py_NewRef(st->sse_type);
-    self->connection_closed = Py_NewRef(st->connection_closed);
-    self->handshake_refused = Py_NewRef(st->handshake_refused);
 
     mx_router_t *router = NULL;
     size_t *max_bodies = NULL;
@@ -245,7 +239,7 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
                                    sizeof(err));
             if (rc != 0) {
                 Py_DECREF(seq);
-                pymx_raise_core_error(rc, err);
+                pymx_raise(st, rc, err);
                 goto error;
             }
             Py_INCREF(h);
@@ -320,10 +314,8 @@ static PyObject *core_start(MxCoreObject *self, PyObject *unused) {
         return NULL;
     }
     int rc = mx_server_start(self->server);
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot start the server");
-        return NULL;
-    }
+    if (rc != 0)
+        return pymx_raise(pymx_state_of(self), rc, "cannot start the server");
     self->started = 1;
     Py_RETURN_NONE;
 }

@@ -12,8 +12,6 @@ PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event
     if (!self)
         return NULL;
     self->st = st; /* the caller's reference moves here */
-    Py_INCREF(core->connection_closed);
-    self->connection_closed = core->connection_closed;
     Py_INCREF(last_event_id);
     self->last_event_id = last_event_id;
     self->dict = NULL;
@@ -36,7 +34,6 @@ static void sse_dealloc(MxSSEStreamObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     sse_clear(self);
-    Py_CLEAR(self->connection_closed);
     Py_CLEAR(self->last_event_id);
     if (self->st) {
         /* Nobody can send on it any more: end it, as a file is closed when collected, rather
@@ -115,16 +112,11 @@ static mx_bytes_t *encode(PyObject *data, PyObject *event, PyObject *id, PyObjec
 static PyObject *send_bytes(MxSSEStreamObject *self, mx_bytes_t *b) {
     int rc = mx_sse_send(self->st, b);
     mx_bytes_decref(b);
-    if (rc == MX_ECLOSED || rc == MX_EFULL) {
-        PyErr_SetString(self->connection_closed,
-                        rc == MX_EFULL ? "the SSE client stopped reading; stream closed"
-                                       : "the SSE stream is closed");
-        return NULL;
-    }
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot send");
-        return NULL;
-    }
+    if (rc != 0)
+        return pymx_raise(pymx_state_of(self), rc,
+                          rc == MX_EFULL     ? "the SSE client stopped reading; stream closed"
+                          : rc == MX_ECLOSED ? "the SSE stream is closed"
+                                             : "cannot send");
     Py_RETURN_NONE;
 }
 

@@ -282,6 +282,12 @@ def _debug_live_requests() -> int | None:
 
 # ---- internal ----
 
+_OptionValue = Union[int, float, bool, None]
+OPTIONS: tuple[tuple[str, str, _OptionValue, str, _OptionValue, _OptionValue], ...]
+"""The server's options, from the core's table (csrc/core/options.c): (name, kind, default, doc,
+minimum, maximum). kind is "int", "size", "float" or "bool"; a default of None means automatic
+or off; a bound of None means none."""
+
 _Route = tuple[str, str, Callable[..., Any], int, bool]
 
 @final
@@ -300,27 +306,10 @@ class Core:
         json_dumps: Callable[[Any], str] | None,
         make_headers: Callable[[list[tuple[str, str]]], Any] | None,
         make_query: Callable[[str], Any] | None,
-        workers: int = ...,
-        max_headers_len: int = ...,
-        max_body_len: int = ...,
-        compression: bool = ...,
-        header_timeout: float = ...,
-        idle_timeout: float = ...,
-        max_pipeline: int = ...,
-        max_connections: int = ...,
-        backlog: int = ...,
         websocket_handler: Callable[..., Any] | None = ...,
         on_ws_error: Callable[[WebSocket, BaseException], Any] | None = ...,
         ws_support: tuple[tuple[Any, ...], tuple[Any, ...], Any] | None = ...,
-        max_send_queue: int = ...,
-        sse_heartbeat: float = ...,
-        max_message_len: int = ...,
-        websocket_compression: bool = ...,
-        websocket_ping_interval: float = ...,
-        websocket_close_timeout: float = ...,
-        body_timeout: float = ...,
-        write_timeout: float = ...,
-        max_queue_time: float = ...,
+        options: dict[str, int | float | bool | None] | None = ...,
     ) -> None: ...
     def listen_tcp(self, host: str | None, port: int, /) -> int:
         """Bind and listen; returns the bound port. Raises OSError."""
@@ -335,3 +324,6 @@ class Core:
     @property
     def port(self) -> int:
         """The bound TCP port, or 0."""
+    @property
+    def workers(self) -> int:
+        """Worker threads, as configured (the automatic count resolved)."""

@@ -282,6 +282,12 @@ static int pymx_exec(PyObject *m) {
     st->part_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_part_spec, NULL);
     if (!st->part_type || PyModule_AddType(m, st->part_type) < 0)
         return -1;
+    PyObject *options = pymx_options_export();
+    if (!options || PyModule_AddObjectRef(m, "OPTIONS", options) < 0) {
+        Py_XDECREF(options);
+        return -1;
+    }
+    Py_DECREF(options);
     return add_exceptions(m, st);
 }
 

@@ -88,6 +88,7 @@ typedef struct {
     PyTypeObject *websocket_type; /* strong */
     PyTypeObject *sse_type;       /* strong */
     int64_t max_queue_ns;         /* max_queue_time: older requests get 503; 0: none */
+    int workers;                  /* the pool's size, as configured (Core.workers) */
     int started;
     int stopped;
 } MxCoreObject;
@@ -181,6 +182,10 @@ PyObject *pymx_resp_headers_raise(mx_state *st, const pymx_resp_headers_t *h, in
 /* upgrade.c: Request.respond_sse() and Request.upgrade_to_websocket(). GIL held. */
 PyObject *pymx_request_respond_sse(MxRequestObject *self, PyObject *args, PyObject *kwds);
 PyObject *pymx_request_upgrade(MxRequestObject *self, PyObject *args, PyObject *kwds);
+
+/* server.c: the option table as a tuple of (name, kind, default, doc, min, max); None for an
+ * automatic or off-by-default value and for a missing bound. */
+PyObject *pymx_options_export(void);
 
 /* bridge.c: the hooks the core calls on worker threads */
 void pymx_bridge_hooks(MxCoreObject *core, mx_hooks_t *hooks);

@@ -51,7 +51,7 @@ const mx_option_t mx_options[] = {
      "negotiate permessage-deflate when the client offers it"},
     {"websocket_ping_interval", MX_OPT_DOUBLE, MX_OPT_NONE_OFF, 0, 0, 0,
      FIELD(websocket_ping_interval),
-     "seconds of silence before a WebSocket is pinged (closed if no answer in as long); None: never"},
+     "seconds of silence before a WebSocket is pinged (closed without an answer); None: never"},
     {"websocket_close_timeout", MX_OPT_DOUBLE, 0, 5.0, 0, 0, FIELD(websocket_close_timeout),
      "seconds to wait for the client's close frame after the server's"},
 };

@@ -2,7 +2,8 @@
  * options.h: the table of the server's options (mx_config_t's settable fields): for each its
  * name, type, default, bounds, field and a one-line doc. The one home of every default: the
  * binding builds mummyx._mummyx.OPTIONS from it, and Server(), the command line and the docs
- * read that. Pure C; the table is constant, so every function here may run on any thread.
+ * read that. Pure C; the table is constant, so every function here may run on any thread, and
+ * none takes ownership of anything (c is the caller's).
  */
 #ifndef MX_OPTIONS_H
 #define MX_OPTIONS_H
@@ -22,7 +23,7 @@ typedef enum {
 #define MX_OPT_HAS_MIN 0x1u  /* min is a bound */
 #define MX_OPT_HAS_MAX 0x2u  /* max is a bound */
 #define MX_OPT_NONE_OFF 0x4u /* may be left unset (None in Python): 0, meaning off or no limit */
-#define MX_OPT_AUTO 0x8u     /* may be left unset: a value chosen for this machine (mx_option_unset) */
+#define MX_OPT_AUTO 0x8u     /* may be left unset: a value for this machine (mx_option_unset) */
 
 typedef struct mx_option {
     const char *name;

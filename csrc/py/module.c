@@ -36,8 +36,9 @@ static const char *default_message(int code) {
 /*
  * The one place that turns a core code into a Python exception: a gone or stuck peer is the
  * module's ConnectionClosed, a second response RuntimeError, a refused value ValueError, a
- * failed system call OSError (with the file name when given). st may be NULL only while the
- * module is being torn down; the built-in types stand in then.
+ * failed system call OSError (with the file name when given). st may be NULL where no object
+ * of the module is at hand (the SSE encoder) or while the module is torn down: the built-in
+ * ConnectionError then stands in for ConnectionClosed.
  */
 PyObject *pymx_raise_file(mx_state *st, int code, const char *what, PyObject *filename) {
     if (!what)

@@ -198,7 +198,8 @@ mx_state *pymx_state_from_type(PyTypeObject *tp);
  * The one mapper from core codes (MX_E*) to exceptions: MX_ECLOSED and MX_EFULL raise
  * ConnectionClosed, MX_EALREADY RuntimeError, MX_EINVAL ValueError, MX_ENOMEM MemoryError,
  * MX_ESYS OSError from errno (with filename, when not NULL), anything else RuntimeError. what
- * is the message (NULL: a default for the code). Always returns NULL, for `return pymx_raise()`.
+ * is the message (NULL: a default for the code). st may be NULL when no object of the module is
+ * at hand. Always returns NULL, for `return pymx_raise()`.
  */
 PyObject *pymx_raise(mx_state *st, int code, const char *what);
 PyObject *pymx_raise_file(mx_state *st, int code, const char *what, PyObject *filename);

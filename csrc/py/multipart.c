@@ -198,20 +198,22 @@ static PyObject *mpr_raise_file(MxMultipartReaderObject *r, int rc, PyObject *fi
     case MX_MP_E_SYNTAX:
         return pymx_raise_bad_request(st, 400, "malformed multipart/form-data body");
     case MPR_E_TRUNCATED:
-        return pymx_raise_bad_request(st, 400,
-                                 "the multipart/form-data body ended before its close delimiter");
+        return pymx_raise_bad_request(
+            st, 400, "the multipart/form-data body ended before its close delimiter");
     case MX_MP_E_TOO_MANY_PARTS:
-        return pymx_raise_bad_request(st, 413, "more than %zu parts in the multipart/form-data body",
-                                 r->max_parts);
+        return pymx_raise_bad_request(
+            st, 413, "more than %zu parts in the multipart/form-data body", r->max_parts);
     case MX_MP_E_HEADERS_TOO_BIG:
         return pymx_raise_bad_request(st, 431, "a part's header block is larger than %zu bytes",
-                                 r->max_part_headers);
+                                      r->max_part_headers);
     default:
         return pymx_raise_body(st, rc, filename);
     }
 }
 
-static PyObject *mpr_raise(MxMultipartReaderObject *r, int rc) { return mpr_raise_file(r, rc, NULL); }
+static PyObject *mpr_raise(MxMultipartReaderObject *r, int rc) {
+    return mpr_raise_file(r, rc, NULL);
+}
 
 /* Checks that r may be used now; -1 with an exception when another call runs or r failed. */
 static int mpr_enter(MxMultipartReaderObject *r) {

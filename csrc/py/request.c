@@ -8,6 +8,7 @@
  */
 #include "module.h"
 
+#include <stdio.h>
 #include <string.h>
 
 PyObject *pymx_request_new(MxCoreObject *core, mx_req_t *req) {
@@ -260,10 +261,13 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
     } else {
         rc = mx_req_respond(self->req, status, h.items, h.n, data, len, &bad);
     }
-    if (rc == MX_EINVAL && bad < 0)
-        PyErr_Format(PyExc_ValueError, "invalid status %d: must be between 200 and 999", status);
-    else if (rc != 0)
+    if (rc == MX_EINVAL && bad < 0) { /* no header to blame: the status */
+        char msg[64];
+        snprintf(msg, sizeof(msg), "invalid status %d: must be between 200 and 999", status);
+        pymx_raise(pymx_state_of(self), rc, msg);
+    } else if (rc != 0) {
         pymx_resp_headers_raise(pymx_state_of(self), &h, rc, bad);
+    }
     else
         result = Py_NewRef(Py_None);
 done:
@@ -495,7 +499,8 @@ static PyMethodDef request_methods[] = {
      "form($self, *, max_file_size=None, max_field_size=None)\n--\n\nThe fields and files of "
      "an application/x-www-form-urlencoded or multipart/form-data body, read whole (FormData; "
      "files are kept in memory). Raises BadRequest for an invalid or over-limit form."},
-    {"respond_sse", (PyCFunction)(void (*)(void))pymx_request_respond_sse, METH_VARARGS | METH_KEYWORDS,
+    {"respond_sse", (PyCFunction)(void (*)(void))pymx_request_respond_sse,
+     METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
      "SSEStream."},
     {"upgrade_to_websocket", (PyCFunction)(void (*)(void))pymx_request_upgrade,

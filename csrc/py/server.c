@@ -2,8 +2,9 @@
  * server.c: mummyx._mummyx.Core, the Python owner of one mx_server_t. mummyx.Server (Python)
  * builds it from a Router and options; this file turns those into the core's route table and
  * configuration (checking the options against the table in csrc/core/options.c, which it also
- * exports as mummyx._mummyx.OPTIONS), and starts and stops the server. Runs on the calling Python thread; every
- * blocking call releases the GIL, because the workers need it to finish their requests.
+ * exports as mummyx._mummyx.OPTIONS), and starts and stops the server. Runs on the calling
+ * Python thread; every blocking call releases the GIL, because the workers need it to finish
+ * their requests.
  */
 #include "module.h"
 

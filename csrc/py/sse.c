@@ -95,15 +95,13 @@ static mx_bytes_t *encode(PyObject *data, PyObject *event, PyObject *id, PyObjec
     mx_bytes_t *b = NULL;
     int rc = mx_sse_encode(d, (size_t)dl, e, (size_t)el, i, (size_t)il, r, comment, &b);
     Py_XDECREF(id_text);
-    if (rc == MX_EINVAL) {
-        if (e && (memchr(e, '\r', (size_t)el) || memchr(e, '\n', (size_t)el)))
-            PyErr_SetString(PyExc_ValueError, "event must not contain CR or LF");
-        else
-            PyErr_SetString(PyExc_ValueError, "id must not contain CR, LF or NUL");
-        return NULL;
-    }
     if (rc != 0) {
-        PyErr_NoMemory();
+        /* the encoder refuses only a field that would break the framing, or runs out of memory
+         * (no stream is involved, hence no module state) */
+        int bad_event = e && (memchr(e, '\r', (size_t)el) || memchr(e, '\n', (size_t)el));
+        pymx_raise(NULL, rc,
+                   bad_event ? "event must not contain CR or LF"
+                             : "id must not contain CR, LF or NUL");
         return NULL;
     }
     return b;

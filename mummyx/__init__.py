@@ -4,7 +4,8 @@ One I/O thread (C, epoll) does all socket work; complete requests run on a pool 
 threads, so handlers are plain blocking Python functions. WebSockets and Server-Sent Events are
 built in.
 """
-from ._mummyx import BadRequest, ConnectionClosed, HandshakeRefused, MultipartReader, Part, Request
+from ._mummyx import (BadRequest, ConnectionClosed, Error, HandshakeRefused, MultipartReader, Part,
+                      Request)
 from ._structures import Headers, QueryParams
 from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
@@ -14,6 +15,7 @@ from .websocket import Message, MessageKind, WebSocket, WebSocketEvent
 __all__ = [
     "BadRequest",
     "ConnectionClosed",
+    "Error",
     "FormData",
     "FormFiles",
     "HandshakeRefused",

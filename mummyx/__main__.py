@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any, List, NoReturn, Optional, Sequence
 
 from . import __version__
+from ._mummyx import OPTIONS
 from .server import Router, Server
 
 EXIT_OK = 0
@@ -70,6 +71,15 @@ def _port(text: str) -> int:
     return value
 
 
+def _option_help(name: str) -> str:
+    """The help of a server option, from the core's table: its doc and, unless automatic or
+    off by default (then the doc says what happens), its default."""
+    for option, _kind, default, doc, *_ in OPTIONS:
+        if option == name:
+            return doc if default is None else f"{doc} (default: {default})"
+    raise KeyError(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -87,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TCP port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--unix", metavar="PATH",
                         help="listen on this Unix socket instead of --host/--port")
+    # None: the option is not passed on, so Server takes the core's default
     parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                        help="worker threads (default: 10 x CPU count, at least 4)")
+                        help=_option_help("workers"))
     parser.add_argument("--max-body-len", type=_non_negative_int, default=None, metavar="N",
-                        help="largest request body in bytes; larger gets 413 (default: 1048576)")
+                        help=_option_help("max_body_len"))
     parser.add_argument("--access-log", action="store_true",
                         help="log every request to the 'mummyx.access' logger (stderr)")
     parser.add_argument("--log-level", default="info",

@@ -16,10 +16,14 @@ from .forms import FormData
 _HeaderValue = Union[str, int, bytes]
 _Body = Union[bytes, bytearray, memoryview, str]
 
-class ConnectionClosed(ConnectionError):
+class Error(Exception):
+    """The base class of every exception mummyx defines (BadRequest, ConnectionClosed,
+    HandshakeRefused). Each also keeps its built-in base (ValueError, ConnectionError)."""
+
+class ConnectionClosed(Error, ConnectionError):
     """The client connection is gone."""
 
-class BadRequest(ValueError):
+class BadRequest(Error, ValueError):
     """The request's content is invalid (a malformed or over-limit form, say).
 
     A handler that lets it escape makes the client get ``status`` (400 by default, 413, 431, ...)
@@ -78,7 +82,7 @@ class MultipartReader(Iterator[Part]):
     def __iter__(self) -> MultipartReader: ...
     def __next__(self) -> Part: ...
 
-class HandshakeRefused(ValueError):
+class HandshakeRefused(Error, ValueError):
     """The request is not a valid WebSocket handshake; the client was answered 400 or 426."""
 
 @final
@@ -268,11 +272,21 @@ def sse_encode(data: str, event: str | None, id: str | int | None, retry: int | 
 def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
     """Queue the same encoded event on every stream; return how many took it."""
 
+def respond_value(request: Request, value: Any, /) -> None:
+    """Respond with what a handler returned: str as text, bytes-like as octet-stream, dict or
+    list as JSON; TypeError for anything else (used by mummyx.server's error path)."""
+
 def _debug_live_requests() -> int | None:
     """How many native requests exist now, in every server of the process; ``None`` unless the
     extension was built with ``MUMMYX_DEBUG=1`` or ``MUMMYX_SANITIZE=1``."""
 
 # ---- internal ----
+
+_OptionValue = Union[int, float, bool, None]
+OPTIONS: tuple[tuple[str, str, _OptionValue, str, _OptionValue, _OptionValue], ...]
+"""The server's options, from the core's table (csrc/core/options.c): (name, kind, default, doc,
+minimum, maximum). kind is "int", "size", "float" or "bool"; a default of None means automatic
+or off; a bound of None means none."""
 
 _Route = tuple[str, str, Callable[..., Any], int, bool]
 
@@ -292,27 +306,10 @@ class Core:
         json_dumps: Callable[[Any], str] | None,
         make_headers: Callable[[list[tuple[str, str]]], Any] | None,
         make_query: Callable[[str], Any] | None,
-        workers: int = ...,
-        max_headers_len: int = ...,
-        max_body_len: int = ...,
-        compression: bool = ...,
-        header_timeout: float = ...,
-        idle_timeout: float = ...,
-        max_pipeline: int = ...,
-        max_connections: int = ...,
-        backlog: int = ...,
         websocket_handler: Callable[..., Any] | None = ...,
         on_ws_error: Callable[[WebSocket, BaseException], Any] | None = ...,
         ws_support: tuple[tuple[Any, ...], tuple[Any, ...], Any] | None = ...,
-        max_send_queue: int = ...,
-        sse_heartbeat: float = ...,
-        max_message_len: int = ...,
-        websocket_compression: bool = ...,
-        websocket_ping_interval: float = ...,
-        websocket_close_timeout: float = ...,
-        body_timeout: float = ...,
-        write_timeout: float = ...,
-        max_queue_time: float = ...,
+        options: dict[str, int | float | bool | None] | None = ...,
     ) -> None: ...
     def listen_tcp(self, host: str | None, port: int, /) -> int:
         """Bind and listen; returns the bound port. Raises OSError."""
@@ -327,3 +324,6 @@ class Core:
     @property
     def port(self) -> int:
         """The bound TCP port, or 0."""
+    @property
+    def workers(self) -> int:
+        """Worker threads, as configured (the automatic count resolved)."""

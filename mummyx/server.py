@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Callable, List, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _mummyx
 from . import websocket as _ws
@@ -182,23 +182,12 @@ def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], N
             try:
                 result = error_handler(request, exc)
                 if result is not None and not request.responded:
-                    _respond_value(request, result)
+                    _mummyx.respond_value(request, result)
             except Exception:
                 logger.exception("error_handler raised while handling %s %s",
                                  request.method, request.uri)
         _plain(request, 500)
     return on_error
-
-
-def _respond_value(request: Any, value: Any) -> None:
-    if isinstance(value, str):
-        request.respond(200, None, value)
-    elif isinstance(value, (bytes, bytearray, memoryview)):
-        request.respond(200, {"Content-Type": "application/octet-stream"}, bytes(value))
-    elif isinstance(value, (dict, list)):
-        request.respond(200, {"Content-Type": "application/json"}, _json_dumps(value))
-    else:
-        raise TypeError(f"cannot send a {type(value).__name__} as a response")
 
 
 def _on_ws_error(websocket: Any, exc: BaseException) -> None:
@@ -237,6 +226,16 @@ def _make_query(qs: str) -> QueryParams:
     return QueryParams(qs)
 
 
+def _normalise(kind: str, value: Any) -> Any:
+    # What Server has always accepted: anything for a switch, any number for seconds (None only
+    # where the table allows it: the core says so).
+    if kind == "bool":
+        return bool(value)
+    if kind == "float" and value is not None:
+        return float(value)
+    return value
+
+
 # Started servers stay referenced until closed (like running threads), so one is never collected
 # while its native threads run, and the atexit hook can join them all.
 _live_servers: "set[Server]" = set()
@@ -252,14 +251,17 @@ def _close_all() -> None:
             pass
 
 
-def _default_workers() -> int:
-    return max(4, 10 * (os.cpu_count() or 1))
+# The server's options as the C core defines them (csrc/core/options.c): name -> default, the one
+# place each default is written. None means automatic (workers) or off (the optional timeouts).
+OPTION_DEFAULTS: Dict[str, Any] = {name: default for name, _, default, *_ in _mummyx.OPTIONS}
+_D = OPTION_DEFAULTS
 
 
 class Server:
     """An HTTP/1.1 server running ``handler`` (a Router, or any callable taking a Request).
 
     The C core runs one I/O thread and ``workers`` native worker threads; handlers may block.
+    Every option's default and meaning is in ``mummyx._mummyx.OPTIONS`` (also ``OPTION_DEFAULTS``).
     """
 
     def __init__(
@@ -267,34 +269,35 @@ class Server:
         handler: Union[Router, Callable[[Any], Any]],
         *,
         websocket_handler: Optional[Callable[..., Any]] = None,
-        workers: Optional[int] = None,
-        max_headers_len: int = 8192,
-        max_body_len: int = 1048576,
-        max_message_len: int = 65536,
-        compression: bool = True,
+        workers: Optional[int] = _D["workers"],
+        max_headers_len: int = _D["max_headers_len"],
+        max_body_len: int = _D["max_body_len"],
+        max_message_len: int = _D["max_message_len"],
+        compression: bool = _D["compression"],
         access_log: bool = False,
-        header_timeout: float = 10.0,
-        body_timeout: float = 30.0,
-        write_timeout: float = 30.0,
-        max_queue_time: Optional[float] = None,
+        header_timeout: float = _D["header_timeout"],
+        body_timeout: float = _D["body_timeout"],
+        write_timeout: float = _D["write_timeout"],
+        max_queue_time: Optional[float] = _D["max_queue_time"],
         shutdown_timeout: float = 10.0,
-        idle_timeout: float = 60.0,
-        max_pipeline: int = 16,
-        max_connections: int = 10000,
-        backlog: int = 1024,
-        max_send_queue: int = 4 * 1024 * 1024,
-        sse_heartbeat: float = 15.0,
-        websocket_compression: bool = True,
-        websocket_ping_interval: Optional[float] = None,
-        websocket_close_timeout: float = 5.0,
+        idle_timeout: float = _D["idle_timeout"],
+        max_pipeline: int = _D["max_pipeline"],
+        max_connections: int = _D["max_connections"],
+        backlog: int = _D["backlog"],
+        max_send_queue: int = _D["max_send_queue"],
+        sse_heartbeat: float = _D["sse_heartbeat"],
+        websocket_compression: bool = _D["websocket_compression"],
+        websocket_ping_interval: Optional[float] = _D["websocket_ping_interval"],
+        websocket_close_timeout: float = _D["websocket_close_timeout"],
     ) -> None:
+        # The table's options by name, read off the parameters (so that adding one to the table
+        # and to the signature is all it takes); the core checks each against the table.
+        given = locals()
+        options = {name: _normalise(kind, given[name]) for name, kind, *_ in _mummyx.OPTIONS}
         if not isinstance(handler, Router) and not callable(handler):
             raise TypeError("handler must be a Router or a callable taking a Request")
-        if workers is None:
-            workers = _default_workers()
         self.handler = handler
         self.websocket_handler = websocket_handler
-        self.workers = workers
         self.max_message_len = max_message_len
         self.access_log = access_log
         self.shutdown_timeout = float(shutdown_timeout)
@@ -316,28 +319,12 @@ class Server:
             _json_dumps,
             _make_headers,
             _make_query,
-            workers=workers,
-            max_headers_len=max_headers_len,
-            max_body_len=max_body_len,
-            compression=bool(compression),
-            header_timeout=float(header_timeout),
-            body_timeout=float(body_timeout),
-            write_timeout=float(write_timeout),
-            max_queue_time=float(max_queue_time or 0.0),
-            idle_timeout=float(idle_timeout),
-            max_pipeline=max_pipeline,
-            max_connections=max_connections,
-            backlog=backlog,
             websocket_handler=websocket_handler,
             on_ws_error=_on_ws_error,
             ws_support=_ws.SUPPORT,
-            max_send_queue=max_send_queue,
-            sse_heartbeat=float(sse_heartbeat or 0.0),
-            max_message_len=max_message_len,
-            websocket_compression=bool(websocket_compression),
-            websocket_ping_interval=float(websocket_ping_interval or 0.0),
-            websocket_close_timeout=float(websocket_close_timeout),
+            options=options,
         )
+        self.workers: int = self._core.workers
         self._host: Optional[str] = None
         self._unix: Optional[str] = None
         self._started = False

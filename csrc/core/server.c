@@ -32,28 +32,6 @@
 static void on_accept(mx_io_t *io, uint32_t events);
 static int server_pass(void *arg);
 
-void mx_config_defaults(mx_config_t *c) {
-    memset(c, 0, sizeof(*c));
-    c->workers = 16;
-    c->max_headers_len = 8192;
-    c->max_target_len = 8000;
-    c->max_body_len = 1048576;
-    c->compression = 1;
-    c->max_pipeline = 16;
-    c->max_connections = 10000;
-    c->header_timeout = 10.0;
-    c->idle_timeout = 60.0;
-    c->body_timeout = 30.0;
-    c->write_timeout = 30.0;
-    c->backlog = 1024;
-    c->max_send_queue = 4 * 1024 * 1024;
-    c->sse_heartbeat = 15.0;
-    c->max_message_len = 65536;
-    c->websocket_compression = 1;
-    c->websocket_ping_interval = 0;
-    c->websocket_close_timeout = 5.0;
-}
-
 mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
                            const size_t *route_max_body, size_t n, const mx_hooks_t *hooks) {
     mx_server_t *s = calloc(1, sizeof(*s));

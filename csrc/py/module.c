@@ -1,10 +1,13 @@
 /*
- * module.c: mummyx._mummyx, multi-phase initialisation, module state, exception types, and the
+ * module.c: mummyx._mummyx, multi-phase initialisation, module state, the exception types
+ * (mummyx.Error and its subclasses) with the one mapper from core codes to them, and the
  * module-level functions. Runs on whatever Python thread imports or calls it, with the GIL.
  */
 #include "module.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static struct PyModuleDef pymx_module;
@@ -14,24 +17,170 @@ mx_state *pymx_state_from_type(PyTypeObject *tp) {
     return m ? (mx_state *)PyModule_GetState(m) : NULL;
 }
 
-/* Maps a core error code to a Python exception. */
-void pymx_raise_core_error(int rc, const char *what) {
-    switch (rc) {
-    case MX_ENOMEM:
-        PyErr_NoMemory();
-        break;
-    case MX_EINVAL:
-        PyErr_Format(PyExc_ValueError, "%s", what);
-        break;
+/* The message for a code when the caller has nothing more precise to say. */
+static const char *default_message(int code) {
+    switch (code) {
+    case MX_ECLOSED:
+        return "the client connection is gone";
+    case MX_EFULL:
+        return "the client stopped reading; connection closed";
     case MX_EALREADY:
-        PyErr_Format(PyExc_RuntimeError, "%s", what);
-        break;
-    case MX_ESYS:
-        PyErr_SetFromErrno(PyExc_OSError);
-        break;
+        return "a response was already sent for this request";
+    case MX_EINVAL:
+        return "invalid argument";
     default:
-        PyErr_Format(PyExc_RuntimeError, "%s (error %d)", what, rc);
+        return "internal error";
     }
+}
+
+/*
+ * The one place that turns a core code into a Python exception: a gone or stuck peer is the
+ * module's ConnectionClosed, a second response RuntimeError, a refused value ValueError, a
+ * failed system call OSError (with the file name when given). st may be NULL where no object
+ * of the module is at hand (the SSE encoder) or while the module is torn down: the built-in
+ * ConnectionError then stands in for ConnectionClosed.
+ */
+PyObject *pymx_raise_file(mx_state *st, int code, const char *what, PyObject *filename) {
+    if (!what)
+        what = default_message(code);
+    switch (code) {
+    case MX_ENOMEM:
+        return PyErr_NoMemory();
+    case MX_ECLOSED:
+    case MX_EFULL:
+        PyErr_SetString(st && st->connection_closed ? st->connection_closed
+                                                    : PyExc_ConnectionError,
+                        what);
+        return NULL;
+    case MX_EALREADY:
+        PyErr_SetString(PyExc_RuntimeError, what);
+        return NULL;
+    case MX_EINVAL:
+        PyErr_SetString(PyExc_ValueError, what);
+        return NULL;
+    case MX_ESYS:
+        /* errno is still the failed call's: nothing since has touched it */
+        return filename ? PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, filename)
+                        : PyErr_SetFromErrno(PyExc_OSError);
+    default:
+        return PyErr_Format(PyExc_RuntimeError, "%s (error %d)", what, code);
+    }
+}
+
+PyObject *pymx_raise(mx_state *st, int code, const char *what) {
+    return pymx_raise_file(st, code, what, NULL);
+}
+
+/* Reading a body ends the same way wherever it is read (Request.read, save_body, a multipart
+ * Part): MX_EINVAL there means the client was already answered 400/413 and the connection is
+ * finished, so the handler sees the connection as gone rather than a bad argument. */
+PyObject *pymx_raise_body(mx_state *st, int code, PyObject *filename) {
+    if (code == MX_ECLOSED)
+        return pymx_raise(st, code,
+                          "the client closed the connection before sending the whole body");
+    if (code == MX_EINVAL)
+        return pymx_raise(st, MX_ECLOSED, "the request body was malformed or too large; the "
+                                          "client was answered");
+    return pymx_raise_file(st, code, "cannot read the body", filename);
+}
+
+/* ---- mummyx.BadRequest ---- */
+
+/* BadRequest.__init__(self, message='', status=400): a plain ValueError whose args are
+ * (message,), plus a status attribute. Installed on a class made by PyErr_NewException, so
+ * instances are ordinary exception objects (subclassable, picklable with their status). */
+static PyObject *bad_request_init(PyObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"message", "status", NULL};
+    PyObject *message = NULL;
+    int status = 400;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Oi:BadRequest", kwlist, &message, &status))
+        return NULL;
+    if (status < 400 || status > 499) {
+        PyErr_Format(PyExc_ValueError, "BadRequest status must be a 4xx code, not %d", status);
+        return NULL;
+    }
+    PyObject *a = message ? PyTuple_Pack(1, message) : PyTuple_New(0);
+    PyObject *st = a ? PyLong_FromLong(status) : NULL;
+    int rc = st ? PyObject_SetAttrString(self, "args", a) : -1;
+    if (rc == 0)
+        rc = PyObject_SetAttrString(self, "status", st);
+    Py_XDECREF(a);
+    Py_XDECREF(st);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef bad_request_init_def = {
+    "__init__", (PyCFunction)(void (*)(void))bad_request_init, METH_VARARGS | METH_KEYWORDS,
+    "__init__($self, /, message='', status=400)\n--\n\n"
+    "status is the 4xx the client gets when the handler lets this exception escape."};
+
+/* Raises BadRequest(message, status) (a 4xx for the client). Returns NULL. */
+PyObject *pymx_raise_bad_request(mx_state *st, int status, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    PyObject *exc = PyObject_CallFunction(st->bad_request, "si", msg, status);
+    if (exc) {
+        PyErr_SetObject(st->bad_request, exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+/* Makes the exception class mummyx.<name> with bases (mummyx.Error, base) (or only Error when
+ * base is NULL), stores it in *slot and adds it to the module. dict may be NULL. */
+static int add_exception(PyObject *m, mx_state *st, const char *name, const char *doc,
+                         PyObject *base, PyObject *dict, PyObject **slot) {
+    char qualname[64];
+    snprintf(qualname, sizeof(qualname), "mummyx.%s", name);
+    PyObject *bases = base ? PyTuple_Pack(2, st->error, base) : Py_NewRef(st->error);
+    if (!bases)
+        return -1;
+    *slot = PyErr_NewExceptionWithDoc(qualname, doc, bases, dict);
+    Py_DECREF(bases);
+    if (!*slot)
+        return -1;
+    return PyModule_AddObjectRef(m, name, *slot);
+}
+
+/* Creates mummyx.Error and every exception type that derives from it. */
+static int add_exceptions(PyObject *m, mx_state *st) {
+    st->error = PyErr_NewExceptionWithDoc(
+        "mummyx.Error",
+        "The base class of every exception mummyx defines (BadRequest, ConnectionClosed, "
+        "HandshakeRefused). Each also keeps its built-in base (ValueError, ConnectionError).",
+        PyExc_Exception, NULL);
+    if (!st->error || PyModule_AddObjectRef(m, "Error", st->error) < 0)
+        return -1;
+    PyObject *dict = Py_BuildValue("{si}", "status", 400);
+    if (!dict)
+        return -1;
+    int rc = add_exception(
+        m, st, "BadRequest",
+        "The request's content is invalid (a malformed or over-limit form, say). A handler that "
+        "lets it escape makes the client get its status (400 by default, 413, 431, ...) and it "
+        "is logged at INFO, not as an error.",
+        PyExc_ValueError, dict, &st->bad_request);
+    Py_DECREF(dict);
+    if (rc < 0)
+        return -1;
+    PyObject *init = PyDescr_NewMethod((PyTypeObject *)st->bad_request, &bad_request_init_def);
+    if (!init || PyObject_SetAttrString(st->bad_request, "__init__", init) < 0) {
+        Py_XDECREF(init);
+        return -1;
+    }
+    Py_DECREF(init);
+    if (add_exception(m, st, "HandshakeRefused",
+                      "The request is not a valid WebSocket handshake; the client was answered "
+                      "400 or 426.",
+                      PyExc_ValueError, NULL, &st->handshake_refused) < 0)
+        return -1;
+    return add_exception(m, st, "ConnectionClosed", "The client connection is gone.",
+                         PyExc_ConnectionError, NULL, &st->connection_closed);
 }
 
 /* iter(partial(obj.read, size), b""): an iterator of read(size) results until b"" (used by
@@ -104,6 +253,9 @@ static PyMethodDef pymx_methods[] = {
     {"sse_fanout", (PyCFunction)(void (*)(void))pymx_sse_fanout, METH_FASTCALL,
      "sse_fanout($module, streams, payload, /)\n--\n\nQueue the same encoded event on every "
      "stream; return how many took it."},
+    {"respond_value", (PyCFunction)(void (*)(void))pymx_respond_value_py, METH_FASTCALL,
+     "respond_value($module, request, value, /)\n--\n\nRespond with what a handler returned: "
+     "str as text, bytes as octet-stream, dict or list as JSON; TypeError for anything else."},
     {"_debug_live_requests", debug_live_requests, METH_NOARGS,
      "_debug_live_requests($module, /)\n--\n\nHow many native requests exist now, in every "
      "server; None unless built with MUMMYX_DEBUG=1 or MUMMYX_SANITIZE=1."},
@@ -131,35 +283,13 @@ static int pymx_exec(PyObject *m) {
     st->part_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_part_spec, NULL);
     if (!st->part_type || PyModule_AddType(m, st->part_type) < 0)
         return -1;
-    st->bad_request = pymx_bad_request_type_new();
-    if (!st->bad_request)
-        return -1;
-    Py_INCREF(st->bad_request);
-    if (PyModule_AddObject(m, "BadRequest", st->bad_request) < 0) {
-        Py_DECREF(st->bad_request);
+    PyObject *options = pymx_options_export();
+    if (!options || PyModule_AddObjectRef(m, "OPTIONS", options) < 0) {
+        Py_XDECREF(options);
         return -1;
     }
-    st->handshake_refused = PyErr_NewExceptionWithDoc(
-        "mummyx.HandshakeRefused",
-        "The request is not a valid WebSocket handshake; the client was answered 400 or 426.",
-        PyExc_ValueError, NULL);
-    if (!st->handshake_refused)
-        return -1;
-    Py_INCREF(st->handshake_refused);
-    if (PyModule_AddObject(m, "HandshakeRefused", st->handshake_refused) < 0) {
-        Py_DECREF(st->handshake_refused);
-        return -1;
-    }
-    st->connection_closed = PyErr_NewExceptionWithDoc(
-        "mummyx.ConnectionClosed", "The client connection is gone.", PyExc_ConnectionError, NULL);
-    if (!st->connection_closed)
-        return -1;
-    Py_INCREF(st->connection_closed);
-    if (PyModule_AddObject(m, "ConnectionClosed", st->connection_closed) < 0) {
-        Py_DECREF(st->connection_closed);
-        return -1;
-    }
-    return 0;
+    Py_DECREF(options);
+    return add_exceptions(m, st);
 }
 
 static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
@@ -173,6 +303,7 @@ static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->multipart_type);
     Py_VISIT(st->part_type);
     Py_VISIT(st->bad_request);
+    Py_VISIT(st->error);
     return 0;
 }
 
@@ -187,6 +318,7 @@ static int pymx_clear(PyObject *m) {
     Py_CLEAR(st->multipart_type);
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->bad_request);
+    Py_CLEAR(st->error);
     return 0;
 }
 

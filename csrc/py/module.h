@@ -17,6 +17,14 @@ static inline PyObject *Py_NewRef_compat(PyObject *o) {
     return o;
 }
 #define Py_NewRef(o) Py_NewRef_compat((PyObject *)(o))
+static inline int PyModule_AddObjectRef(PyObject *m, const char *name, PyObject *o) {
+    Py_INCREF(o);
+    if (PyModule_AddObject(m, name, o) < 0) {
+        Py_DECREF(o);
+        return -1;
+    }
+    return 0;
+}
 #endif
 
 /* The raised exception, taken out of the error indicator (PyErr_GetRaisedException before 3.12). */
@@ -35,17 +43,19 @@ static inline PyObject *PyErr_GetRaisedException_compat(void) {
 #endif
 }
 
-/* Per-module state: the heap types and the exception types. */
+/* Per-module state: the heap types and the exception types. Every object of one of these
+ * types reaches it with pymx_state_of (its type holds the module). */
 typedef struct {
     PyTypeObject *core_type;
     PyTypeObject *request_type;
-    PyObject *connection_closed; /* mummyx.ConnectionClosed (a ConnectionError) */
-    PyObject *handshake_refused; /* mummyx.HandshakeRefused (a ValueError) */
+    PyObject *error;             /* mummyx.Error, the base of the three below */
+    PyObject *connection_closed; /* mummyx.ConnectionClosed (also a ConnectionError) */
+    PyObject *handshake_refused; /* mummyx.HandshakeRefused (also a ValueError) */
     PyTypeObject *websocket_type;
     PyTypeObject *sse_type;
     PyTypeObject *multipart_type; /* mummyx.MultipartReader */
     PyTypeObject *part_type;      /* mummyx.Part */
-    PyObject *bad_request;        /* mummyx.BadRequest (a ValueError with a 4xx status) */
+    PyObject *bad_request;        /* mummyx.BadRequest (also a ValueError, with a 4xx status) */
 } mx_state;
 
 /* One route's Python side, indexed by the core's route_id. */
@@ -77,9 +87,8 @@ typedef struct {
     PyObject *ws_message;     /* the Message class: Message(kind, data) */
     PyTypeObject *websocket_type; /* strong */
     PyTypeObject *sse_type;       /* strong */
-    PyObject *connection_closed;  /* strong */
-    PyObject *handshake_refused;  /* strong */
     int64_t max_queue_ns;         /* max_queue_time: older requests get 503; 0: none */
+    int workers;                  /* the pool's size, as configured (Core.workers) */
     int started;
     int stopped;
 } MxCoreObject;
@@ -110,8 +119,7 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     mx_stream_t *st;
-    PyObject *connection_closed; /* strong */
-    PyObject *last_event_id;     /* str or None */
+    PyObject *last_event_id; /* str or None */
     PyObject *dict;
 } MxSSEStreamObject;
 
@@ -134,22 +142,72 @@ PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 
 
-/* multipart.c: request.multipart() and request.form(), and the BadRequest class */
+/* multipart.c: request.multipart() and request.form() */
 PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject *kwds);
 PyObject *pymx_request_form(MxRequestObject *self, PyObject *args, PyObject *kwds);
-PyObject *pymx_bad_request_type_new(void);
 
-/* request.c */
+/* request.c: the Request type and responding. GIL held. */
 PyObject *pymx_request_new(MxCoreObject *core, mx_req_t *req);
+/* The one place a handler's (or error handler's) return value becomes a response: str as text,
+ * bytes-like as octet-stream, dict or list as JSON. 0, or -1 with an exception (TypeError for
+ * any other type). */
 int pymx_respond_value(MxRequestObject *self, PyObject *value);
 PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers, PyObject *body);
+/* respond_value(request, value, /): pymx_respond_value for mummyx.server's error path. */
+PyObject *pymx_respond_value_py(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
+
+/* headers.c: header marshalling. GIL held. */
+/* The request's headers as the Headers object core->make_headers builds (values Latin-1). */
+PyObject *pymx_headers_to_python(MxCoreObject *core, const mx_header_t *headers, size_t n);
+/* Response headers gathered from Python for mx_req_respond: items point into strings that keep
+ * holds, so the array is valid until pymx_resp_headers_release. */
+typedef struct {
+    mx_resp_header_t *items;
+    size_t n, cap;
+    mx_resp_header_t stack[24];
+    PyObject *keep; /* list of the objects whose UTF-8 buffers items point into */
+    int has_ctype;  /* a Content-Type was given */
+} pymx_resp_headers_t;
+int pymx_resp_headers_init(pymx_resp_headers_t *h);      /* -1 on ENOMEM (error set) */
+void pymx_resp_headers_release(pymx_resp_headers_t *h); /* always safe after init */
+/* Adds a mapping or an iterable of (name, value) pairs (None: nothing); -1 with an error. */
+int pymx_resp_headers_collect(pymx_resp_headers_t *h, PyObject *headers);
+/* Adds one header whose bytes the caller keeps alive; -1 on ENOMEM. */
+int pymx_resp_headers_add(pymx_resp_headers_t *h, const char *name, size_t name_len,
+                          const char *value, size_t value_len);
+/* Raises for a refused respond call (rc, and bad: the index of the refused header or -1), naming
+ * the header. Returns NULL. */
+PyObject *pymx_resp_headers_raise(mx_state *st, const pymx_resp_headers_t *h, int rc, int bad);
+
+/* upgrade.c: Request.respond_sse() and Request.upgrade_to_websocket(). GIL held. */
+PyObject *pymx_request_respond_sse(MxRequestObject *self, PyObject *args, PyObject *kwds);
+PyObject *pymx_request_upgrade(MxRequestObject *self, PyObject *args, PyObject *kwds);
+
+/* server.c: the option table as a tuple of (name, kind, default, doc, min, max); None for an
+ * automatic or off-by-default value and for a missing bound. */
+PyObject *pymx_options_export(void);
 
 /* bridge.c: the hooks the core calls on worker threads */
 void pymx_bridge_hooks(MxCoreObject *core, mx_hooks_t *hooks);
 
-/* module.c */
+/* module.c. All with the GIL held. */
 mx_state *pymx_state_from_type(PyTypeObject *tp);
-void pymx_raise_core_error(int rc, const char *what);
+/* The module state of an instance of one of the module's types. */
+#define pymx_state_of(o) pymx_state_from_type(Py_TYPE(o))
+/*
+ * The one mapper from core codes (MX_E*) to exceptions: MX_ECLOSED and MX_EFULL raise
+ * ConnectionClosed, MX_EALREADY RuntimeError, MX_EINVAL ValueError, MX_ENOMEM MemoryError,
+ * MX_ESYS OSError from errno (with filename, when not NULL), anything else RuntimeError. what
+ * is the message (NULL: a default for the code). st may be NULL when no object of the module is
+ * at hand. Always returns NULL, for `return pymx_raise()`.
+ */
+PyObject *pymx_raise(mx_state *st, int code, const char *what);
+PyObject *pymx_raise_file(mx_state *st, int code, const char *what, PyObject *filename);
+/* An error from reading a request body (mx_req_read and friends): MX_ECLOSED and MX_EINVAL
+ * (the client was answered and the connection is finished) both raise ConnectionClosed. */
+PyObject *pymx_raise_body(mx_state *st, int code, PyObject *filename);
+/* Raises mummyx.BadRequest(message, status); the message is printf-formatted. Returns NULL. */
+PyObject *pymx_raise_bad_request(mx_state *st, int status, const char *fmt, ...);
 PyObject *pymx_chunk_iter(PyObject *obj, Py_ssize_t size);
 
 #endif

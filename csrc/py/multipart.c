@@ -1,7 +1,7 @@
 /*
  * multipart.c: request.multipart() and its types, mummyx.MultipartReader (an iterator of parts)
- * and mummyx.Part; request.form() (the Python side lives in mummyx/forms.py); and
- * mummyx.BadRequest, the exception that gives the client a 4xx instead of a 500.
+ * and mummyx.Part; and request.form() (the Python side lives in mummyx/forms.py). Invalid
+ * content raises mummyx.BadRequest (module.c), which gives the client a 4xx instead of a 500.
  *
  * A reader owns one streaming parser (csrc/core/multipart.c). On a stream=True route it parses
  * the body where the core received it (mx_req_peek/mx_req_consume: the request's bounded ring),
@@ -19,7 +19,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -68,77 +67,6 @@ typedef struct {
     PyObject *headers;               /* Headers, built on first access */
 } MxPartObject;
 
-/* ---- mummyx.BadRequest ---- */
-
-/* BadRequest.__init__(self, message='', status=400): a plain ValueError whose args are
- * (message,), plus a status attribute. Installed on a class made by PyErr_NewException, so
- * instances are ordinary exception objects (subclassable, picklable with their status). */
-static PyObject *bad_request_init(PyObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"message", "status", NULL};
-    PyObject *message = NULL;
-    int status = 400;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|Oi:BadRequest", kwlist, &message, &status))
-        return NULL;
-    if (status < 400 || status > 499) {
-        PyErr_Format(PyExc_ValueError, "BadRequest status must be a 4xx code, not %d", status);
-        return NULL;
-    }
-    PyObject *a = message ? PyTuple_Pack(1, message) : PyTuple_New(0);
-    PyObject *st = a ? PyLong_FromLong(status) : NULL;
-    int rc = st ? PyObject_SetAttrString(self, "args", a) : -1;
-    if (rc == 0)
-        rc = PyObject_SetAttrString(self, "status", st);
-    Py_XDECREF(a);
-    Py_XDECREF(st);
-    if (rc < 0)
-        return NULL;
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef bad_request_init_def = {
-    "__init__", (PyCFunction)(void (*)(void))bad_request_init, METH_VARARGS | METH_KEYWORDS,
-    "__init__($self, /, message='', status=400)\n--\n\n"
-    "status is the 4xx the client gets when the handler lets this exception escape."};
-
-PyObject *pymx_bad_request_type_new(void) {
-    PyObject *dict = Py_BuildValue("{si}", "status", 400);
-    if (!dict)
-        return NULL;
-    PyObject *cls = PyErr_NewExceptionWithDoc(
-        "mummyx.BadRequest",
-        "The request's content is invalid (a malformed or over-limit form, say). A handler that "
-        "lets it escape makes the client get its status (400 by default, 413, 431, ...) and it "
-        "is logged at INFO, not as an error.",
-        PyExc_ValueError, dict);
-    Py_DECREF(dict);
-    if (!cls)
-        return NULL;
-    PyObject *init = PyDescr_NewMethod((PyTypeObject *)cls, &bad_request_init_def);
-    if (!init || PyObject_SetAttrString(cls, "__init__", init) < 0) {
-        Py_XDECREF(init);
-        Py_DECREF(cls);
-        return NULL;
-    }
-    Py_DECREF(init);
-    return cls;
-}
-
-static mx_state *state_of(PyObject *o) { return pymx_state_from_type(Py_TYPE(o)); }
-
-/* Raises BadRequest(message, status). Returns NULL. */
-static PyObject *raise_bad_request(mx_state *st, int status, const char *fmt, ...) {
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    PyObject *exc = PyObject_CallFunction(st->bad_request, "si", msg, status);
-    if (exc) {
-        PyErr_SetObject(st->bad_request, exc);
-        Py_DECREF(exc);
-    }
-    return NULL;
-}
 
 /* ---- pulling the body through the parser (no GIL) ---- */
 
@@ -264,33 +192,27 @@ static int mpr_advance(MxMultipartReaderObject *r, mx_mp_event_t *ev) {
 }
 
 /* Sets the Python exception for an error of the functions above. Returns NULL. */
-static PyObject *mpr_raise(MxMultipartReaderObject *r, int rc) {
-    mx_state *st = state_of((PyObject *)r);
-    MxCoreObject *core = r->request->core;
+static PyObject *mpr_raise_file(MxMultipartReaderObject *r, int rc, PyObject *filename) {
+    mx_state *st = pymx_state_of((PyObject *)r);
     switch (rc) {
     case MX_MP_E_SYNTAX:
-        return raise_bad_request(st, 400, "malformed multipart/form-data body");
+        return pymx_raise_bad_request(st, 400, "malformed multipart/form-data body");
     case MPR_E_TRUNCATED:
-        return raise_bad_request(st, 400,
-                                 "the multipart/form-data body ended before its close delimiter");
+        return pymx_raise_bad_request(
+            st, 400, "the multipart/form-data body ended before its close delimiter");
     case MX_MP_E_TOO_MANY_PARTS:
-        return raise_bad_request(st, 413, "more than %zu parts in the multipart/form-data body",
-                                 r->max_parts);
+        return pymx_raise_bad_request(
+            st, 413, "more than %zu parts in the multipart/form-data body", r->max_parts);
     case MX_MP_E_HEADERS_TOO_BIG:
-        return raise_bad_request(st, 431, "a part's header block is larger than %zu bytes",
-                                 r->max_part_headers);
-    case MX_ECLOSED:
-        PyErr_SetString(core->connection_closed,
-                        "the client closed the connection before sending the whole body");
-        return NULL;
-    case MX_EINVAL:
-        PyErr_SetString(core->connection_closed,
-                        "the request body was malformed or too large; the client was answered");
-        return NULL;
+        return pymx_raise_bad_request(st, 431, "a part's header block is larger than %zu bytes",
+                                      r->max_part_headers);
     default:
-        pymx_raise_core_error(rc, "cannot read the body");
-        return NULL;
+        return pymx_raise_body(st, rc, filename);
     }
+}
+
+static PyObject *mpr_raise(MxMultipartReaderObject *r, int rc) {
+    return mpr_raise_file(r, rc, NULL);
 }
 
 /* Checks that r may be used now; -1 with an exception when another call runs or r failed. */
@@ -313,7 +235,7 @@ static PyObject *utf8(const char *s, size_t n) {
 }
 
 static PyObject *part_new(MxMultipartReaderObject *r, const mx_mp_event_t *ev) {
-    mx_state *st = state_of((PyObject *)r);
+    mx_state *st = pymx_state_of((PyObject *)r);
     MxPartObject *self = PyObject_GC_New(MxPartObject, st->part_type);
     if (!self)
         return NULL;
@@ -461,16 +383,9 @@ static PyObject *part_save(MxPartObject *self, PyObject *arg) {
     rc = mpr_save(r, path, &written);
     Py_END_ALLOW_THREADS
     r->busy = 0;
-    if (rc == MX_ESYS) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        Py_DECREF(bytes);
-        return NULL;
-    }
     Py_DECREF(bytes);
-    if (rc == MX_ENOMEM)
-        return PyErr_NoMemory();
     if (rc != 0)
-        return mpr_raise(r, rc);
+        return mpr_raise_file(r, rc, arg);
     return PyLong_FromUnsignedLongLong(written);
 }
 
@@ -669,7 +584,7 @@ PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject
                         "max_parts must be positive and max_part_headers between 1 and 16 MiB");
         return NULL;
     }
-    mx_state *st = state_of((PyObject *)self);
+    mx_state *st = pymx_state_of((PyObject *)self);
     if (!st)
         return NULL;
     mx_req_t *req = self->req;
@@ -684,9 +599,9 @@ PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject
         while (i < n && (ct->value[i] == ' ' || ct->value[i] == '\t'))
             i++;
         if (ct && n - i >= sizeof(mt) - 1 && strncasecmp(ct->value + i, mt, sizeof(mt) - 1) == 0)
-            return raise_bad_request(st, 400,
+            return pymx_raise_bad_request(st, 400,
                                      "the multipart/form-data Content-Type has no valid boundary");
-        return raise_bad_request(st, 400, "the request body is not multipart/form-data");
+        return pymx_raise_bad_request(st, 400, "the request body is not multipart/form-data");
     }
     MxMultipartReaderObject *r = PyObject_GC_New(MxMultipartReaderObject, st->multipart_type);
     if (!r)
@@ -710,8 +625,7 @@ PyObject *pymx_request_multipart(MxRequestObject *self, PyObject *args, PyObject
     PyObject_GC_Track(r);
     if (rc != 0) {
         Py_DECREF(r);
-        pymx_raise_core_error(rc, "cannot start the multipart parser");
-        return NULL;
+        return pymx_raise(st, rc, "cannot start the multipart parser");
     }
     return (PyObject *)r;
 }

@@ -1,11 +1,14 @@
 /*
  * request.c: mummyx.Request. Wraps one mx_req_t and builds its Python attributes lazily, on first
- * access, so a handler that reads nothing pays for nothing. respond() turns Python headers and
- * body into the core's arrays and hands them to mx_req_respond, which may run on any thread.
- * Runs with the GIL held, on whatever thread the handler uses.
+ * access, so a handler that reads nothing pays for nothing. Reads the body (read, iter_body,
+ * save_body), and answers: respond() hands the status, headers (headers.c) and body to
+ * mx_req_respond, which may run on any thread; pymx_respond_value is the one place a handler's
+ * return value becomes a response. The stream upgrades live in upgrade.c, multipart in
+ * multipart.c. Runs with the GIL held, on whatever thread the handler uses.
  */
 #include "module.h"
 
+#include <stdio.h>
 #include <string.h>
 
 PyObject *pymx_request_new(MxCoreObject *core, mx_req_t *req) {
@@ -144,24 +147,9 @@ static PyObject *get_path_params(MxRequestObject *self, void *c) {
 
 static PyObject *get_headers(MxRequestObject *self, void *c) {
     (void)c;
-    if (!self->headers) {
-        mx_req_t *r = self->req;
-        PyObject *list = PyList_New((Py_ssize_t)r->num_headers);
-        if (!list)
-            return NULL;
-        for (size_t i = 0; i < r->num_headers; i++) {
-            const mx_header_t *h = &r->headers[i];
-            PyObject *pair = Py_BuildValue("(NN)", latin1(h->name, h->name_len),
-                                           latin1(h->value, h->value_len));
-            if (!pair) {
-                Py_DECREF(list);
-                return NULL;
-            }
-            PyList_SET_ITEM(list, (Py_ssize_t)i, pair);
-        }
-        self->headers = PyObject_CallOneArg(self->core->make_headers, list);
-        Py_DECREF(list);
-    }
+    if (!self->headers)
+        self->headers =
+            pymx_headers_to_python(self->core, self->req->headers, self->req->num_headers);
     Py_XINCREF(self->headers);
     return self->headers;
 }
@@ -218,133 +206,12 @@ static PyObject *get_allow(MxRequestObject *self, void *c) {
 
 /* ---- respond ---- */
 
-typedef struct {
-    mx_resp_header_t *items;
-    size_t n, cap;
-    mx_resp_header_t stack[24];
-    PyObject *keep; /* list of the objects whose UTF-8 buffers items point into */
-    int has_ctype;
-} hdrs_t;
-
-static int hdrs_push(hdrs_t *h, PyObject *name, PyObject *value) {
-    if (!PyUnicode_Check(name)) {
-        PyErr_Format(PyExc_TypeError, "header names must be str, not %.100s",
-                     Py_TYPE(name)->tp_name);
-        return -1;
-    }
-    PyObject *v;
-    if (PyUnicode_Check(value)) {
-        Py_INCREF(value);
-        v = value;
-    } else if (PyLong_Check(value)) {
-        v = PyObject_Str(value);
-    } else if (PyBytes_Check(value)) {
-        v = PyUnicode_DecodeLatin1(PyBytes_AS_STRING(value), PyBytes_GET_SIZE(value), NULL);
-    } else {
-        PyErr_Format(PyExc_TypeError, "header values must be str, int or bytes, not %.100s",
-                     Py_TYPE(value)->tp_name);
-        return -1;
-    }
-    if (!v)
-        return -1;
-    if (PyList_Append(h->keep, v) < 0) {
-        Py_DECREF(v);
-        return -1;
-    }
-    Py_DECREF(v); /* the list keeps it alive */
-    if (h->n == h->cap) {
-        size_t cap = h->cap * 2;
-        mx_resp_header_t *ni = PyMem_Malloc(cap * sizeof(*ni));
-        if (!ni) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(ni, h->items, h->n * sizeof(*ni));
-        if (h->items != h->stack)
-            PyMem_Free(h->items);
-        h->items = ni;
-        h->cap = cap;
-    }
-    Py_ssize_t nl, vl;
-    const char *ns = PyUnicode_AsUTF8AndSize(name, &nl);
-    const char *vs = PyUnicode_AsUTF8AndSize(v, &vl);
-    if (!ns || !vs)
-        return -1;
-    mx_resp_header_t *it = &h->items[h->n++];
-    it->name = ns;
-    it->name_len = (size_t)nl;
-    it->value = vs;
-    it->value_len = (size_t)vl;
-    if (mx_http1_name_eq(ns, (size_t)nl, "content-type", 12))
-        h->has_ctype = 1;
-    return 0;
-}
-
-static int hdrs_collect(hdrs_t *h, PyObject *headers) {
-    if (headers == NULL || headers == Py_None)
-        return 0;
-    if (PyDict_Check(headers)) {
-        Py_ssize_t pos = 0;
-        PyObject *k, *v;
-        while (PyDict_Next(headers, &pos, &k, &v))
-            if (hdrs_push(h, k, v) < 0)
-                return -1;
-        return 0;
-    }
-    PyObject *items = headers;
-    Py_INCREF(items);
-    if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
-        if (PyMapping_Check(headers) && PyObject_HasAttrString(headers, "items")) {
-            Py_DECREF(items);
-            items = PyObject_CallMethod(headers, "items", NULL);
-            if (!items)
-                return -1;
-        }
-    }
-    PyObject *it = PyObject_GetIter(items);
-    Py_DECREF(items);
-    if (!it) {
-        PyErr_SetString(PyExc_TypeError, "headers must be a mapping or a list of (name, value)");
-        return -1;
-    }
-    PyObject *pair;
-    while ((pair = PyIter_Next(it))) {
-        PyObject *k, *v;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
-            PyObject *t = PySequence_Tuple(pair);
-            Py_DECREF(pair);
-            if (!t || PyTuple_GET_SIZE(t) != 2) {
-                Py_XDECREF(t);
-                Py_DECREF(it);
-                PyErr_SetString(PyExc_TypeError, "each header must be a (name, value) pair");
-                return -1;
-            }
-            pair = t;
-        }
-        k = PyTuple_GET_ITEM(pair, 0);
-        v = PyTuple_GET_ITEM(pair, 1);
-        int rc = hdrs_push(h, k, v);
-        Py_DECREF(pair);
-        if (rc < 0) {
-            Py_DECREF(it);
-            return -1;
-        }
-    }
-    Py_DECREF(it);
-    return PyErr_Occurred() ? -1 : 0;
-}
-
 /* Bodies at least this large are compressed and copied without the GIL. */
 #define NOGIL_BODY 65536
 
 PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers, PyObject *body) {
-    hdrs_t h;
-    h.items = h.stack;
-    h.n = 0;
-    h.cap = sizeof(h.stack) / sizeof(h.stack[0]);
-    h.has_ctype = 0;
-    h.keep = PyList_New(0);
-    if (!h.keep)
+    pymx_resp_headers_t h;
+    if (pymx_resp_headers_init(&h) < 0)
         return NULL;
     PyObject *result = NULL;
     Py_buffer view;
@@ -352,7 +219,7 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
     const char *data = "";
     size_t len = 0;
     PyObject *body_ref = NULL;
-    if (hdrs_collect(&h, headers) < 0)
+    if (pymx_resp_headers_collect(&h, headers) < 0)
         goto done;
     if (body == NULL || body == Py_None) {
         /* empty body */
@@ -365,21 +232,8 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
         /* a str body without a type is text; not on statuses that carry no body (204, 304) */
         if (!h.has_ctype && status != 204 && status != 304 && !(status >= 100 && status < 200)) {
             static const char ct[] = "text/plain; charset=utf-8";
-            if (h.n == h.cap) { /* rare: make room through the general path */
-                PyObject *k = PyUnicode_FromString("Content-Type");
-                PyObject *v = PyUnicode_FromString(ct);
-                int rc = (k && v) ? hdrs_push(&h, k, v) : -1;
-                Py_XDECREF(k);
-                Py_XDECREF(v);
-                if (rc < 0)
-                    goto done;
-            } else {
-                mx_resp_header_t *it = &h.items[h.n++];
-                it->name = "Content-Type";
-                it->name_len = 12;
-                it->value = ct;
-                it->value_len = sizeof(ct) - 1;
-            }
+            if (pymx_resp_headers_add(&h, "Content-Type", 12, ct, sizeof(ct) - 1) < 0)
+                goto done;
         }
         Py_INCREF(body);
         body_ref = body;
@@ -407,48 +261,21 @@ PyObject *pymx_respond_impl(MxRequestObject *self, int status, PyObject *headers
     } else {
         rc = mx_req_respond(self->req, status, h.items, h.n, data, len, &bad);
     }
-    if (rc == MX_EALREADY) {
-        PyErr_SetString(PyExc_RuntimeError, "a response was already sent for this request");
-    } else if (rc == MX_EINVAL && bad >= 0) {
-        const mx_resp_header_t *b = &h.items[bad];
-        if (mx_http1_name_eq(b->name, b->name_len, "transfer-encoding", 17))
-            PyErr_SetString(PyExc_ValueError,
-                            "Transfer-Encoding is managed by the server and cannot be set");
-        else
-            PyErr_Format(PyExc_ValueError, "invalid response header %R: %R",
-                         PyUnicode_DecodeUTF8(b->name, (Py_ssize_t)b->name_len, "replace"),
-                         PyUnicode_DecodeUTF8(b->value, (Py_ssize_t)b->value_len, "replace"));
-    } else if (rc == MX_EINVAL) {
-        PyErr_Format(PyExc_ValueError, "invalid status %d: must be between 200 and 999", status);
+    if (rc == MX_EINVAL && bad < 0) { /* no header to blame: the status */
+        char msg[64];
+        snprintf(msg, sizeof(msg), "invalid status %d: must be between 200 and 999", status);
+        pymx_raise(pymx_state_of(self), rc, msg);
     } else if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot respond");
-    } else {
-        Py_INCREF(Py_None);
-        result = Py_None;
+        pymx_resp_headers_raise(pymx_state_of(self), &h, rc, bad);
     }
+    else
+        result = Py_NewRef(Py_None);
 done:
     if (have_view)
         PyBuffer_Release(&view);
     Py_XDECREF(body_ref);
-    if (h.items != h.stack)
-        PyMem_Free(h.items);
-    Py_DECREF(h.keep);
+    pymx_resp_headers_release(&h);
     return result;
-}
-
-/* Maps an error of mx_req_read/mx_req_save_body to an exception. */
-static PyObject *body_error(MxRequestObject *self, int rc) {
-    if (rc == MX_ECLOSED)
-        PyErr_SetString(self->core->connection_closed,
-                        "the client closed the connection before sending the whole body");
-    else if (rc == MX_EINVAL)
-        PyErr_SetString(self->core->connection_closed,
-                        "the request body was malformed or too large; the client was answered");
-    else if (rc == MX_ESYS)
-        PyErr_SetFromErrno(PyExc_OSError);
-    else
-        pymx_raise_core_error(rc, "cannot read the body");
-    return NULL;
 }
 
 /* read(n=-1) -> bytes: up to n bytes of the body (all the rest when n < 0); b"" at the end. */
@@ -470,7 +297,7 @@ static PyObject *request_read(MxRequestObject *self, PyObject *args, PyObject *k
         Py_END_ALLOW_THREADS
         if (got < 0) {
             Py_DECREF(out);
-            return body_error(self, (int)got);
+            return pymx_raise_body(pymx_state_of(self), (int)got, NULL);
         }
         if (got < n && _PyBytes_Resize(&out, (Py_ssize_t)got) < 0)
             return NULL;
@@ -497,7 +324,7 @@ static PyObject *request_read(MxRequestObject *self, PyObject *args, PyObject *k
         Py_END_ALLOW_THREADS
         if (got < 0) {
             PyMem_Free(buf);
-            return body_error(self, (int)got);
+            return pymx_raise_body(pymx_state_of(self), (int)got, NULL);
         }
         if (got == 0)
             break;
@@ -533,146 +360,10 @@ static PyObject *request_save_body(MxRequestObject *self, PyObject *arg) {
     Py_BEGIN_ALLOW_THREADS
     rc = mx_req_save_body(r, path, &written);
     Py_END_ALLOW_THREADS
-    if (rc == MX_ESYS) {
-        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
-        Py_DECREF(bytes);
-        return NULL;
-    }
     Py_DECREF(bytes);
     if (rc != 0)
-        return body_error(self, rc);
+        return pymx_raise_body(pymx_state_of(self), rc, arg);
     return PyLong_FromUnsignedLongLong(written);
-}
-
-/* respond_sse(headers=None) -> SSEStream */
-static PyObject *request_respond_sse(MxRequestObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"headers", NULL};
-    PyObject *headers = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:respond_sse", kwlist, &headers))
-        return NULL;
-    hdrs_t h;
-    h.items = h.stack;
-    h.n = 0;
-    h.cap = sizeof(h.stack) / sizeof(h.stack[0]);
-    h.has_ctype = 0;
-    h.keep = PyList_New(0);
-    if (!h.keep)
-        return NULL;
-    PyObject *result = NULL;
-    if (hdrs_collect(&h, headers) < 0)
-        goto done;
-    int bad = -1;
-    mx_stream_t *st = NULL;
-    int rc = mx_req_respond_sse(self->req, h.items, h.n, &bad, &st);
-    if (rc == MX_EALREADY) {
-        PyErr_SetString(PyExc_RuntimeError, "a response was already sent for this request");
-    } else if (rc == MX_EINVAL && bad >= 0) {
-        const mx_resp_header_t *b = &h.items[bad];
-        PyErr_Format(PyExc_ValueError, "invalid response header %R: %R",
-                     PyUnicode_DecodeUTF8(b->name, (Py_ssize_t)b->name_len, "replace"),
-                     PyUnicode_DecodeUTF8(b->value, (Py_ssize_t)b->value_len, "replace"));
-    } else if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot respond");
-    } else {
-        const mx_header_t *lei = mx_req_header(self->req, "last-event-id", 13);
-        PyObject *id = lei ? PyUnicode_DecodeUTF8(lei->value, (Py_ssize_t)lei->value_len, "replace")
-                           : (Py_INCREF(Py_None), Py_None);
-        if (id) {
-            result = pymx_sse_new(self->core, st, id);
-            Py_DECREF(id);
-        }
-        if (!result)
-            mx_sse_close(st);
-        if (!result)
-            mx_stream_decref(st);
-    }
-done:
-    if (h.items != h.stack)
-        PyMem_Free(h.items);
-    Py_DECREF(h.keep);
-    return result;
-}
-
-/* upgrade_to_websocket(handler=None, protocols=None) -> WebSocket */
-static PyObject *request_upgrade(MxRequestObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"handler", "protocols", NULL};
-    PyObject *handler = Py_None, *protocols = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO:upgrade_to_websocket", kwlist, &handler,
-                                     &protocols))
-        return NULL;
-    if (handler == Py_None)
-        handler = self->core->ws_handler;
-    if (!handler) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "no WebSocket handler: pass upgrade_to_websocket(handler=...) or "
-                        "Server(..., websocket_handler=...)");
-        return NULL;
-    }
-    if (!PyCallable_Check(handler)) {
-        PyErr_SetString(PyExc_TypeError, "the WebSocket handler must be callable");
-        return NULL;
-    }
-    const char *names[32];
-    size_t nprot = 0;
-    PyObject *seq = NULL;
-    if (protocols != Py_None) {
-        if (PyUnicode_Check(protocols)) {
-            PyErr_SetString(PyExc_TypeError, "protocols must be a list of str, not a str");
-            return NULL;
-        }
-        seq = PySequence_Fast(protocols, "protocols must be a list of str");
-        if (!seq)
-            return NULL;
-        if (PySequence_Fast_GET_SIZE(seq) > 32) {
-            Py_DECREF(seq);
-            PyErr_SetString(PyExc_ValueError, "at most 32 protocols");
-            return NULL;
-        }
-        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-            PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
-            names[i] = PyUnicode_Check(p) ? PyUnicode_AsUTF8(p) : NULL;
-            if (!names[i]) {
-                Py_DECREF(seq);
-                if (!PyErr_Occurred())
-                    PyErr_SetString(PyExc_TypeError, "protocols must be a list of str");
-                return NULL;
-            }
-            nprot++;
-        }
-    }
-    int selected = -1;
-    mx_stream_t *st = NULL;
-    int rc = mx_req_upgrade_ws(self->req, names, nprot, &selected, &st);
-    PyObject *sub = NULL;
-    if (rc == 0) {
-        if (selected >= 0)
-            sub = PyUnicode_FromString(names[selected]);
-        else
-            sub = (Py_INCREF(Py_None), Py_None);
-    }
-    Py_XDECREF(seq);
-    if (rc == 400 || rc == 426) {
-        PyErr_Format(self->core->handshake_refused,
-                     "not a valid WebSocket handshake; the client was answered %d", rc);
-        return NULL;
-    }
-    if (rc == MX_EALREADY) {
-        PyErr_SetString(PyExc_RuntimeError, "a response was already sent for this request");
-        return NULL;
-    }
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot upgrade");
-        return NULL;
-    }
-    PyObject *addr = sub ? get_remote_addr(self, NULL) : NULL;
-    PyObject *ws = addr ? pymx_websocket_new(self->core, st, handler, addr, sub) : NULL;
-    Py_XDECREF(addr);
-    Py_XDECREF(sub);
-    if (!ws) {
-        mx_ws_close(st, 1011, NULL, 0);
-        mx_stream_decref(st);
-    }
-    return ws;
 }
 
 /* respond(status, headers=None, body=b"") with fast argument parsing: this is the hot path. */
@@ -759,6 +450,22 @@ int pymx_respond_value(MxRequestObject *self, PyObject *value) {
     return 0;
 }
 
+PyObject *pymx_respond_value_py(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "respond_value() takes exactly 2 arguments");
+        return NULL;
+    }
+    mx_state *st = PyModule_GetState(mod);
+    if (!PyObject_TypeCheck(args[0], st->request_type)) {
+        PyErr_Format(PyExc_TypeError, "respond_value() needs a Request, not %.100s",
+                     Py_TYPE(args[0])->tp_name);
+        return NULL;
+    }
+    if (pymx_respond_value((MxRequestObject *)args[0], args[1]) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 /* "<Request GET /path?query>", the target cut at 200 bytes. Built from two strings: Python
  * before 3.12 does not take "%.*s" in PyUnicode_FromFormat (it printed the format itself). */
 static PyObject *request_repr(MxRequestObject *self) {
@@ -792,10 +499,11 @@ static PyMethodDef request_methods[] = {
      "form($self, *, max_file_size=None, max_field_size=None)\n--\n\nThe fields and files of "
      "an application/x-www-form-urlencoded or multipart/form-data body, read whole (FormData; "
      "files are kept in memory). Raises BadRequest for an invalid or over-limit form."},
-    {"respond_sse", (PyCFunction)(void (*)(void))request_respond_sse, METH_VARARGS | METH_KEYWORDS,
+    {"respond_sse", (PyCFunction)(void (*)(void))pymx_request_respond_sse,
+     METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
      "SSEStream."},
-    {"upgrade_to_websocket", (PyCFunction)(void (*)(void))request_upgrade,
+    {"upgrade_to_websocket", (PyCFunction)(void (*)(void))pymx_request_upgrade,
      METH_VARARGS | METH_KEYWORDS,
      "upgrade_to_websocket($self, handler=None, protocols=None)\n--\n\nAnswer the WebSocket handshake "
      "(101) and return the WebSocket."},

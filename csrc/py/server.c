@@ -1,13 +1,18 @@
 /*
  * server.c: mummyx._mummyx.Core, the Python owner of one mx_server_t. mummyx.Server (Python)
  * builds it from a Router and options; this file turns those into the core's route table and
- * configuration, and starts and stops the server. Runs on the calling Python thread; every
- * blocking call releases the GIL, because the workers need it to finish their requests.
+ * configuration (checking the options against the table in csrc/core/options.c, which it also
+ * exports as mummyx._mummyx.OPTIONS), and starts and stops the server. Runs on the calling
+ * Python thread; every blocking call releases the GIL, because the workers need it to finish
+ * their requests.
  */
 #include "module.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "../core/options.h"
 
 static int core_traverse(MxCoreObject *self, visitproc visit, void *arg) {
     Py_VISIT(Py_TYPE(self));
@@ -30,8 +35,6 @@ static int core_traverse(MxCoreObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->ws_message);
     Py_VISIT(self->websocket_type);
     Py_VISIT(self->sse_type);
-    Py_VISIT(self->connection_closed);
-    Py_VISIT(self->handshake_refused);
     return 0;
 }
 
@@ -57,8 +60,6 @@ static int core_clear(MxCoreObject *self) {
     Py_CLEAR(self->ws_message);
     Py_CLEAR(self->websocket_type);
     Py_CLEAR(self->sse_type);
-    Py_CLEAR(self->connection_closed);
-    Py_CLEAR(self->handshake_refused);
     return 0;
 }
 
@@ -101,49 +102,154 @@ static PyObject *none_to_null(PyObject *o) {
     return o;
 }
 
+/* ---- options: the table in csrc/core/options.c, as Python sees it ---- */
+
+static const char *kind_name(mx_opt_kind_t kind) {
+    switch (kind) {
+    case MX_OPT_INT:
+    case MX_OPT_SIZE:
+        return "int";
+    case MX_OPT_DOUBLE:
+        return "float";
+    default:
+        return "bool";
+    }
+}
+
+/* A number of the table as the Python type of its option's kind. */
+static PyObject *option_number(const mx_option_t *o, double v) {
+    if (o->kind == MX_OPT_DOUBLE)
+        return PyFloat_FromDouble(v);
+    if (o->kind == MX_OPT_BOOL)
+        return PyBool_FromLong(v != 0);
+    return PyLong_FromLongLong((long long)v);
+}
+
+PyObject *pymx_options_export(void) {
+    PyObject *all = PyTuple_New((Py_ssize_t)mx_num_options);
+    for (size_t i = 0; all && i < mx_num_options; i++) {
+        const mx_option_t *o = &mx_options[i];
+        /* Unset (None) is the default of an automatic option and of one that is off by default */
+        int unset = (o->flags & MX_OPT_AUTO) || ((o->flags & MX_OPT_NONE_OFF) && o->def == 0);
+        PyObject *item = Py_BuildValue(
+            "(ssNsNN)", o->name, o->kind == MX_OPT_SIZE ? "size" : kind_name(o->kind),
+            unset ? Py_NewRef(Py_None) : option_number(o, o->def), o->doc,
+            (o->flags & MX_OPT_HAS_MIN) ? option_number(o, o->min) : Py_NewRef(Py_None),
+            (o->flags & MX_OPT_HAS_MAX) ? option_number(o, o->max) : Py_NewRef(Py_None));
+        if (!item)
+            Py_CLEAR(all);
+        else
+            PyTuple_SET_ITEM(all, (Py_ssize_t)i, item);
+    }
+    return all;
+}
+
+/* Sets ValueError saying which values o takes. */
+static int option_range_error(const mx_option_t *o) {
+    char msg[160];
+    int integral = o->kind != MX_OPT_DOUBLE;
+    const char *fmt = integral ? "%.0f" : "%g";
+    char lo[32], hi[32];
+    snprintf(lo, sizeof(lo), fmt, o->min);
+    snprintf(hi, sizeof(hi), fmt, o->max);
+    if (o->kind == MX_OPT_BOOL)
+        snprintf(msg, sizeof(msg), "%s must be a bool", o->name);
+    else if ((o->flags & MX_OPT_HAS_MIN) && (o->flags & MX_OPT_HAS_MAX))
+        snprintf(msg, sizeof(msg), "%s must be between %s and %s", o->name, lo, hi);
+    else if ((o->flags & MX_OPT_HAS_MIN) && o->min == 0)
+        snprintf(msg, sizeof(msg), "%s must not be negative", o->name);
+    else if (o->flags & MX_OPT_HAS_MIN)
+        snprintf(msg, sizeof(msg), "%s must be at least %s", o->name, lo);
+    else if (integral)
+        snprintf(msg, sizeof(msg), "%s is out of range", o->name);
+    else
+        snprintf(msg, sizeof(msg), "%s must be a number", o->name);
+    PyErr_SetString(PyExc_ValueError, msg);
+    return -1;
+}
+
+/* Applies one option's Python value to cfg: TypeError for a value of the wrong type (None for
+ * an option that must be set), ValueError for one out of bounds. */
+static int apply_option(mx_config_t *cfg, const mx_option_t *o, PyObject *value) {
+    int rc;
+    if (value == Py_None) {
+        rc = mx_option_unset(cfg, o);
+    } else if (o->kind == MX_OPT_DOUBLE && (PyFloat_Check(value) || PyLong_Check(value))) {
+        double v = PyFloat_AsDouble(value);
+        if (v == -1.0 && PyErr_Occurred())
+            return -1;
+        rc = mx_option_set_double(cfg, o, v);
+    } else if (o->kind == MX_OPT_BOOL && PyBool_Check(value)) {
+        rc = mx_option_set_int(cfg, o, value == Py_True);
+    } else if (o->kind != MX_OPT_DOUBLE && o->kind != MX_OPT_BOOL && PyLong_Check(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+        rc = overflow ? MX_EINVAL : mx_option_set_int(cfg, o, v);
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not %.100s", o->name, kind_name(o->kind),
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    if (rc == 0)
+        return 0;
+    if (value == Py_None) {
+        PyErr_Format(PyExc_TypeError, "%s must be %s, not None", o->name, kind_name(o->kind));
+        return -1;
+    }
+    return option_range_error(o);
+}
+
+/* cfg from the defaults and options (a dict of name: value; None or NULL: none given). */
+static int config_from_options(mx_config_t *cfg, PyObject *options) {
+    mx_config_defaults(cfg);
+    if (!options || options == Py_None)
+        return 0;
+    if (!PyDict_Check(options)) {
+        PyErr_Format(PyExc_TypeError, "options must be a dict, not %.100s",
+                     Py_TYPE(options)->tp_name);
+        return -1;
+    }
+    Py_ssize_t pos = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(options, &pos, &k, &v)) {
+        Py_ssize_t len;
+        const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &len) : NULL;
+        const mx_option_t *o = name ? mx_option_find(name, (size_t)len) : NULL;
+        if (!o) {
+            if (!PyErr_Occurred())
+                PyErr_Format(PyExc_TypeError, "unknown server option %R", k);
+            return -1;
+        }
+        if (apply_option(cfg, o, v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"routes", "handler", "not_found", "not_allowed", "on_error",
                              "on_no_response", "on_access", "json_dumps", "make_headers",
-                             "make_query", "workers", "max_headers_len", "max_body_len",
-                             "compression", "header_timeout", "idle_timeout", "max_pipeline",
-                             "max_connections", "backlog", "websocket_handler", "on_ws_error",
-                             "ws_support", "max_send_queue", "sse_heartbeat", "max_message_len",
-                             "websocket_compression", "websocket_ping_interval",
-                             "websocket_close_timeout", "body_timeout", "write_timeout",
-                             "max_queue_time", NULL};
-    double max_queue_time = 0;
+                             "make_query", "websocket_handler", "on_ws_error", "ws_support",
+                             "options", NULL};
     PyObject *ws_handler = Py_None, *on_ws_error = Py_None, *ws_support = Py_None;
+    PyObject *options = Py_None;
     PyObject *routes, *handler, *not_found, *not_allowed, *on_error, *on_no_response, *on_access;
     PyObject *json_dumps, *make_headers, *make_query;
     mx_config_t cfg;
-    mx_config_defaults(&cfg);
-    Py_ssize_t max_headers = (Py_ssize_t)cfg.max_headers_len;
-    Py_ssize_t max_body = (Py_ssize_t)cfg.max_body_len;
-    int compression = cfg.compression;
-    Py_ssize_t max_send_queue = (Py_ssize_t)cfg.max_send_queue;
-    Py_ssize_t max_message = (Py_ssize_t)cfg.max_message_len;
-    int ws_compression = cfg.websocket_compression;
     if (self->server) {
         PyErr_SetString(PyExc_RuntimeError, "Core is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOOOOOOOOO|innpddiiiOOOndnpddddd:Core", kwlist, &routes, &handler,
-            &not_found, &not_allowed, &on_error, &on_no_response, &on_access, &json_dumps,
-            &make_headers, &make_query, &cfg.workers, &max_headers, &max_body, &compression,
-            &cfg.header_timeout, &cfg.idle_timeout, &cfg.max_pipeline, &cfg.max_connections,
-            &cfg.backlog, &ws_handler, &on_ws_error, &ws_support, &max_send_queue,
-            &cfg.sse_heartbeat, &max_message, &ws_compression, &cfg.websocket_ping_interval,
-            &cfg.websocket_close_timeout, &cfg.body_timeout, &cfg.write_timeout,
-            &max_queue_time))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOOO|OOOO:Core", kwlist, &routes,
+                                     &handler, &not_found, &not_allowed, &on_error,
+                                     &on_no_response, &on_access, &json_dumps, &make_headers,
+                                     &make_query, &ws_handler, &on_ws_error, &ws_support,
+                                     &options))
         return -1;
     if (opt_callable(ws_handler, "websocket_handler") || opt_callable(on_ws_error, "on_ws_error"))
         return -1;
-    if (max_send_queue < 1024 || max_message < 1) {
-        PyErr_SetString(PyExc_ValueError,
-                        "max_send_queue must be at least 1024 and max_message_len positive");
-        return -1;
-    }
     if (ws_support != Py_None &&
         !(PyTuple_Check(ws_support) && PyTuple_GET_SIZE(ws_support) == 3 &&
           PyTuple_Check(PyTuple_GET_ITEM(ws_support, 0)) &&
@@ -153,11 +259,17 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_TypeError, "ws_support must be (events, kinds, Message)");
         return -1;
     }
-    self->max_queue_ns = max_queue_time > 0 ? (int64_t)(max_queue_time * 1e9) : 0;
-    cfg.max_queue_time = max_queue_time;
-    cfg.max_send_queue = (size_t)max_send_queue;
-    cfg.max_message_len = (size_t)max_message;
-    cfg.websocket_compression = ws_compression;
+    if (opt_callable(handler, "handler") || opt_callable(not_found, "not_found_handler") ||
+        opt_callable(not_allowed, "method_not_allowed_handler") ||
+        opt_callable(on_error, "on_error") || opt_callable(on_no_response, "on_no_response") ||
+        opt_callable(on_access, "on_access"))
+        return -1;
+    if (config_from_options(&cfg, options) < 0)
+        return -1;
+    self->workers = cfg.workers;
+    self->max_queue_ns = cfg.max_queue_time > 0 ? (int64_t)(cfg.max_queue_time * 1e9) : 0;
+    /* A request line that alone fills the head limit is reported as 414, not 431. */
+    cfg.max_target_len = cfg.max_headers_len - 64;
     self->ws_handler = none_to_null(ws_handler);
     self->on_ws_error = none_to_null(on_ws_error);
     if (ws_support != Py_None) {
@@ -165,28 +277,6 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
         self->ws_kinds = Py_NewRef(PyTuple_GET_ITEM(ws_support, 1));
         self->ws_message = Py_NewRef(PyTuple_GET_ITEM(ws_support, 2));
     }
-    if (opt_callable(handler, "handler") || opt_callable(not_found, "not_found_handler") ||
-        opt_callable(not_allowed, "method_not_allowed_handler") ||
-        opt_callable(on_error, "on_error") || opt_callable(on_no_response, "on_no_response") ||
-        opt_callable(on_access, "on_access"))
-        return -1;
-    if (cfg.workers < 1 || cfg.workers > 10000) {
-        PyErr_SetString(PyExc_ValueError, "workers must be between 1 and 10000");
-        return -1;
-    }
-    if (max_headers < 256) {
-        PyErr_SetString(PyExc_ValueError, "max_headers_len must be at least 256");
-        return -1;
-    }
-    if (max_body < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_body_len must not be negative");
-        return -1;
-    }
-    cfg.max_headers_len = (size_t)max_headers;
-    /* A request line that alone fills the head limit is reported as 414, not 431. */
-    cfg.max_target_len = (size_t)max_headers - 64;
-    cfg.max_body_len = (size_t)max_body;
-    cfg.compression = compression;
     self->not_found = none_to_null(not_found);
     self->not_allowed = none_to_null(not_allowed);
     cfg.route_not_found = self->not_found != NULL;
@@ -207,8 +297,6 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     self->request_type = st->request_type;
     self->websocket_type = (PyTypeObject *)Py_NewRef(st->websocket_type);
     self->sse_type = (PyTypeObject *)Py_NewRef(st->sse_type);
-    self->connection_closed = Py_NewRef(st->connection_closed);
-    self->handshake_refused = Py_NewRef(st->handshake_refused);
 
     mx_router_t *router = NULL;
     size_t *max_bodies = NULL;
@@ -245,7 +333,7 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
                                    sizeof(err));
             if (rc != 0) {
                 Py_DECREF(seq);
-                pymx_raise_core_error(rc, err);
+                pymx_raise(st, rc, err);
                 goto error;
             }
             Py_INCREF(h);
@@ -320,10 +408,8 @@ static PyObject *core_start(MxCoreObject *self, PyObject *unused) {
         return NULL;
     }
     int rc = mx_server_start(self->server);
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot start the server");
-        return NULL;
-    }
+    if (rc != 0)
+        return pymx_raise(pymx_state_of(self), rc, "cannot start the server");
     self->started = 1;
     Py_RETURN_NONE;
 }
@@ -364,8 +450,14 @@ static PyMethodDef core_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *core_get_workers(MxCoreObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLong(self->workers);
+}
+
 static PyGetSetDef core_getset[] = {
     {"port", (getter)core_get_port, NULL, "the bound TCP port", NULL},
+    {"workers", (getter)core_get_workers, NULL, "worker threads, as configured", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -12,8 +12,6 @@ PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event
     if (!self)
         return NULL;
     self->st = st; /* the caller's reference moves here */
-    Py_INCREF(core->connection_closed);
-    self->connection_closed = core->connection_closed;
     Py_INCREF(last_event_id);
     self->last_event_id = last_event_id;
     self->dict = NULL;
@@ -36,7 +34,6 @@ static void sse_dealloc(MxSSEStreamObject *self) {
     PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     sse_clear(self);
-    Py_CLEAR(self->connection_closed);
     Py_CLEAR(self->last_event_id);
     if (self->st) {
         /* Nobody can send on it any more: end it, as a file is closed when collected, rather
@@ -98,15 +95,13 @@ static mx_bytes_t *encode(PyObject *data, PyObject *event, PyObject *id, PyObjec
     mx_bytes_t *b = NULL;
     int rc = mx_sse_encode(d, (size_t)dl, e, (size_t)el, i, (size_t)il, r, comment, &b);
     Py_XDECREF(id_text);
-    if (rc == MX_EINVAL) {
-        if (e && (memchr(e, '\r', (size_t)el) || memchr(e, '\n', (size_t)el)))
-            PyErr_SetString(PyExc_ValueError, "event must not contain CR or LF");
-        else
-            PyErr_SetString(PyExc_ValueError, "id must not contain CR, LF or NUL");
-        return NULL;
-    }
     if (rc != 0) {
-        PyErr_NoMemory();
+        /* the encoder refuses only a field that would break the framing, or runs out of memory
+         * (no stream is involved, hence no module state) */
+        int bad_event = e && (memchr(e, '\r', (size_t)el) || memchr(e, '\n', (size_t)el));
+        pymx_raise(NULL, rc,
+                   bad_event ? "event must not contain CR or LF"
+                             : "id must not contain CR, LF or NUL");
         return NULL;
     }
     return b;
@@ -115,16 +110,11 @@ static mx_bytes_t *encode(PyObject *data, PyObject *event, PyObject *id, PyObjec
 static PyObject *send_bytes(MxSSEStreamObject *self, mx_bytes_t *b) {
     int rc = mx_sse_send(self->st, b);
     mx_bytes_decref(b);
-    if (rc == MX_ECLOSED || rc == MX_EFULL) {
-        PyErr_SetString(self->connection_closed,
-                        rc == MX_EFULL ? "the SSE client stopped reading; stream closed"
-                                       : "the SSE stream is closed");
-        return NULL;
-    }
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot send");
-        return NULL;
-    }
+    if (rc != 0)
+        return pymx_raise(pymx_state_of(self), rc,
+                          rc == MX_EFULL     ? "the SSE client stopped reading; stream closed"
+                          : rc == MX_ECLOSED ? "the SSE stream is closed"
+                                             : "cannot send");
     Py_RETURN_NONE;
 }
 

@@ -67,13 +67,6 @@ static void ws_dealloc(MxWebSocketObject *self) {
     Py_DECREF(tp);
 }
 
-static PyObject *closed_error(MxWebSocketObject *self, int rc) {
-    PyErr_SetString(self->core->connection_closed,
-                    rc == MX_EFULL ? "the WebSocket client stopped reading; connection closed"
-                                   : "the WebSocket is closed");
-    return NULL;
-}
-
 /* send(data, kind=None): str goes as text, bytes-like as binary, unless kind says otherwise. */
 static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"data", "kind", NULL};
@@ -141,12 +134,11 @@ static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds
     if (have_view)
         PyBuffer_Release(&view);
     Py_DECREF(data);
-    if (rc == MX_ECLOSED || rc == MX_EFULL)
-        return closed_error(self, rc);
-    if (rc != 0) {
-        pymx_raise_core_error(rc, "cannot send");
-        return NULL;
-    }
+    if (rc != 0)
+        return pymx_raise(pymx_state_of(self), rc,
+                          rc == MX_EFULL ? "the WebSocket client stopped reading; connection closed"
+                          : rc == MX_ECLOSED ? "the WebSocket is closed"
+                                             : "cannot send");
     Py_RETURN_NONE;
 }
 
@@ -240,7 +232,7 @@ void pymx_websocket_deliver(MxCoreObject *core, mx_stream_t *st) {
         } else if (ev == MX_WS_EVENT_CLOSE) {
             if (mx_ws_was_slow(st)) { /* logged as a warning by on_ws_error */
                 PyObject *exc = PyObject_CallFunction(
-                    core->connection_closed, "s",
+                    pymx_state_of(ws)->connection_closed, "s",
                     "the client stopped reading: its send queue went over max_send_queue; "
                     "disconnected (1008)");
                 PyObject *r2 = exc ? PyObject_CallFunctionObjArgs(core->on_ws_error, (PyObject *)ws,

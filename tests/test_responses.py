@@ -75,6 +75,21 @@ def test_headers_as_tuple_of_pairs_and_lists(serve):
     assert r.headers["x-a"] == "1" and r.headers["x-b"] == "2"
 
 
+def test_headers_from_a_generator_of_fresh_strings(serve):
+    """Pairs from an iterator may be the only owners of their strings: each name and value must
+    stay alive until the response is built (many, so freed memory would be reused)."""
+    def handler(req):
+        pairs = ((f"X-Gen-{i}-" + "n" * (i % 7), "v" * (i % 5) + f"-{i}") for i in range(200))
+        req.respond(200, pairs, "ok")
+
+    server = single(serve, handler)
+    with client(server) as c:
+        r = c.get("/")
+    assert r.status_code == 200 and r.text == "ok"
+    for i in range(200):
+        assert r.headers[f"X-Gen-{i}-" + "n" * (i % 7)] == "v" * (i % 5) + f"-{i}"
+
+
 def test_headers_none_and_empty(serve):
     router = Router()
     router.get("/none", lambda req: req.respond(200, None, b"n"))

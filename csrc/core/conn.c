@@ -242,18 +242,6 @@ static void finish_streamed(mx_conn_t *c, mx_req_t *r) {
     c->state = MX_CONN_HEAD;
 }
 
-static int route_streams(mx_server_t *s, const mx_req_t *r) {
-    return r->kind == MX_REQ_ROUTE && s->route_stream && r->route_id >= 0 &&
-           (size_t)r->route_id < s->n_route_stream && s->route_stream[r->route_id];
-}
-
-static size_t body_limit_for(mx_server_t *s, mx_req_t *r) {
-    if (r->kind == MX_REQ_ROUTE && s->route_max_body && r->route_id >= 0 &&
-        (size_t)r->route_id < s->n_route_max_body)
-        return s->route_max_body[r->route_id];
-    return s->cfg.max_body_len;
-}
-
 static int grow_body(mx_conn_t *c, size_t need) {
     mx_req_t *r = c->cur;
     if (need <= c->body_cap)
@@ -329,7 +317,9 @@ static int parse_head(mx_conn_t *c) {
         c->hold_input = 1;
     }
 
-    /* Route before reading the body: the route decides the body limit. */
+    /* Route before reading the body: the route's options decide the body limit and whether the
+     * handler reads the body as it arrives. */
+    mx_route_opts_t opts = {MX_ROUTE_BODY_SERVER, 0};
     if (s->router) {
         mx_route_match_t m;
         int mr = mx_router_match(s->router, r->method, r->method_len, r->path, r->path_len,
@@ -337,6 +327,7 @@ static int parse_head(mx_conn_t *c) {
         if (mr == MX_ROUTE_FOUND) {
             r->kind = MX_REQ_ROUTE;
             r->route_id = m.route_id;
+            opts = m.opts;
             r->num_params = m.num_params;
             memcpy(r->params, m.params, m.num_params * sizeof(m.params[0]));
         } else if (mr == MX_ROUTE_METHOD_NOT_ALLOWED) {
@@ -348,10 +339,10 @@ static int parse_head(mx_conn_t *c) {
         }
     }
 
-    c->body_limit = body_limit_for(s, r);
+    c->body_limit = opts.max_body == MX_ROUTE_BODY_SERVER ? s->cfg.max_body_len : opts.max_body;
     c->body_cap = 0;
     c->continue_sent = 0;
-    int streamed = route_streams(s, r);
+    int streamed = opts.stream;
     if (info.content_length > 0 && !info.chunked &&
         (uint64_t)info.content_length > c->body_limit) {
         reject(c, 413);

@@ -183,10 +183,6 @@ typedef struct mx_conn {
 struct mx_server {
     mx_config_t cfg;
     mx_router_t *router;
-    size_t *route_max_body;
-    size_t n_route_max_body;
-    unsigned char *route_stream;
-    size_t n_route_stream;
 
     /* listening */
     mx_io_t listen_io; /* listen_io.fd is -1 when not listening */

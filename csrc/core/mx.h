@@ -128,12 +128,10 @@ void mx_config_defaults(mx_config_t *c);
 
 /*
  * Creates a stopped server. Takes ownership of router (may be NULL: every request goes to the
- * hooks with kind MX_REQ_ROUTE and route_id 0). route_max_body[route_id] (copied, may be NULL,
- * n entries; SIZE_MAX means unlimited) overrides max_body_len per route. Returns NULL on ENOMEM.
- * Binding thread.
+ * hooks with kind MX_REQ_ROUTE and route_id 0). Each route's own limits (body size, streaming)
+ * come with its match (mx_route_opts_t). hooks is copied. Returns NULL on ENOMEM. Binding thread.
  */
-mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
-                           const size_t *route_max_body, size_t n, const mx_hooks_t *hooks);
+mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router, const mx_hooks_t *hooks);
 
 /* Binds and listens; returns 0 or MX_ESYS with errno set (and a message in err). Before start. */
 int mx_server_listen_tcp(mx_server_t *s, const char *host, int port, char *err, size_t errlen);
@@ -167,10 +165,6 @@ mx_task_t *mx_pool_trypop(mx_server_t *s);
 /* A worker finished running t (a handler returned, or a WebSocket's events were delivered):
  * drops the pool's reference. Worker. */
 void mx_task_done(mx_server_t *s, mx_task_t *t);
-
-/* Marks routes whose handlers run as soon as the head is in and read the body as it arrives
- * (flags[route_id] != 0). Copied. Before start. Returns 0 or MX_ENOMEM. */
-int mx_server_set_route_stream(mx_server_t *s, const unsigned char *flags, size_t n);
 
 /*
  * Reading a request body. On a streamed route this blocks until data arrives (call it without

@@ -53,7 +53,10 @@ typedef struct mx__route {
     const char *pattern;
     size_t pattern_len;
     int id;
+    mx_route_opts_t opts;
 } mx__route_t;
+
+static const mx_route_opts_t mx__default_opts = {MX_ROUTE_BODY_SERVER, 0};
 
 /* Invariant: routes[0..n) are compiled and valid; the array is never shrunk. */
 struct mx_router {
@@ -307,6 +310,7 @@ static int mx__not_allowed(const mx_router_t *r, const char *path, size_t n, int
 /* Decodes the matched route's parameter values into scratch (each at its own raw offset). */
 static int mx__found(const mx__route_t *rt, const char *path, char *scratch, mx_route_match_t *m) {
     m->route_id = rt->id;
+    m->opts = rt->opts;
     m->num_params = rt->nparams;
     for (size_t i = 0; i < rt->nparams; i++) {
         mx_route_param_t *p = &m->params[i];
@@ -319,6 +323,7 @@ static int mx__found(const mx__route_t *rt, const char *path, char *scratch, mx_
 int mx_router_match(const mx_router_t *r, const char *method, size_t method_len, const char *path,
                     size_t path_len, char *scratch, size_t scratch_cap, mx_route_match_t *m) {
     m->route_id = -1;
+    m->opts = mx__default_opts;
     m->num_params = 0;
     m->allow_len = 0;
     if (scratch_cap < path_len)
@@ -533,7 +538,8 @@ void mx_router_free(mx_router_t *r) {
 }
 
 int mx_router_add(mx_router_t *r, const char *method, size_t method_len, const char *pattern,
-                  size_t pattern_len, int route_id, char *err, size_t errlen) {
+                  size_t pattern_len, int route_id, const mx_route_opts_t *opts, char *err,
+                  size_t errlen) {
     size_t nsegs, glob, nparams;
     char *mem = NULL;
     int rc;
@@ -582,6 +588,7 @@ int mx_router_add(mx_router_t *r, const char *method, size_t method_len, const c
     rt->pattern = p;
     rt->pattern_len = pattern_len;
     rt->id = route_id;
+    rt->opts = opts ? *opts : mx__default_opts;
     r->n++;
     return 0;
 

@@ -51,10 +51,21 @@ typedef struct mx_route_param {
     size_t value_len;
 } mx_route_param_t;
 
+/*
+ * What a route asks of the server besides its handler, kept with the route and given back with
+ * every match, so the policy lives in one place.
+ */
+#define MX_ROUTE_BODY_SERVER ((size_t)-2) /* max_body: the server's max_body_len applies */
+typedef struct mx_route_opts {
+    size_t max_body; /* body bytes (413 beyond); SIZE_MAX: no limit; or MX_ROUTE_BODY_SERVER */
+    int stream;      /* the handler runs as soon as the head is in and reads the body as it comes */
+} mx_route_opts_t;
+
 /* Filled by mx_router_match; about 1.5 KB, so a caller may keep one per connection or thread. */
 typedef struct mx_route_match {
-    int route_id;      /* FOUND: the id given to mx_router_add for the route; otherwise -1 */
-    size_t num_params; /* FOUND: the route's parameters, in pattern order; otherwise 0 */
+    int route_id;         /* FOUND: the id given to mx_router_add for the route; otherwise -1 */
+    mx_route_opts_t opts; /* FOUND: the route's options; otherwise the defaults */
+    size_t num_params;    /* FOUND: the route's parameters, in pattern order; otherwise 0 */
     mx_route_param_t params[MX_ROUTE_MAX_PARAMS];
     /* METHOD_NOT_ALLOWED: the value for the Allow header, such as "GET, HEAD, POST" (not
      * NUL-terminated). If the full list would not fit it is cut after the last method that
@@ -80,13 +91,15 @@ int mx_router_validate(const char *pattern, size_t len, char *err, size_t errlen
 /*
  * Appends a route. method is a token (RFC 9110 section 9.1) such as "GET" or "PURGE", compared
  * case-sensitively, so pass it upper case (copied); pattern is copied. route_id is returned by
- * matches; several routes may share one. Returns 0, MX_EINVAL (invalid pattern or method, err
+ * matches; several routes may share one. opts (copied; NULL: the defaults, the server's body
+ * limit and no streaming) is given back with matches. Returns 0, MX_EINVAL (invalid pattern or method, err
  * filled as above), or MX_ENOMEM (err says "out of memory"; the router is unchanged). Routes are
  * tried in the order they were added; the first match wins. Not thread-safe: only the thread
  * that builds the router, before the server starts.
  */
 int mx_router_add(mx_router_t *r, const char *method, size_t method_len, const char *pattern,
-                  size_t pattern_len, int route_id, char *err, size_t errlen);
+                  size_t pattern_len, int route_id, const mx_route_opts_t *opts, char *err,
+                  size_t errlen);
 
 /*
  * Matches a request. method is compared exactly with the routes' methods. path is the raw (still

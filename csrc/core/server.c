@@ -33,7 +33,7 @@ static void on_accept(mx_io_t *io, uint32_t events);
 static int server_pass(void *arg);
 
 mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
-                           const size_t *route_max_body, size_t n, const mx_hooks_t *hooks) {
+                           const mx_hooks_t *hooks) {
     mx_server_t *s = calloc(1, sizeof(*s));
     if (!s)
         goto error;
@@ -44,13 +44,6 @@ mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
         s->cfg.max_pipeline = 1;
     s->listen_io.fd = -1;
     s->listen_io.on_events = on_accept;
-    if (n) {
-        s->route_max_body = malloc(n * sizeof(size_t));
-        if (!s->route_max_body)
-            goto error;
-        memcpy(s->route_max_body, route_max_body, n * sizeof(size_t));
-        s->n_route_max_body = n;
-    }
     if (mx_loop_init(&s->loop) != 0)
         goto error;
     if (mx_loop_on_pass(&s->loop, server_pass, s) || mx_loop_on_pass(&s->loop, mx_pool_pass, &s->pool) ||
@@ -69,7 +62,6 @@ mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router,
     return s;
 error:
     if (s) {
-        free(s->route_max_body);
         free(s);
     }
     mx_router_free(router);
@@ -175,18 +167,6 @@ int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t er
 }
 
 int mx_server_port(const mx_server_t *s) { return s->port; }
-
-int mx_server_set_route_stream(mx_server_t *s, const unsigned char *flags, size_t n) {
-    unsigned char *copy = n ? malloc(n) : NULL;
-    if (n && !copy)
-        return MX_ENOMEM;
-    if (n)
-        memcpy(copy, flags, n);
-    free(s->route_stream);
-    s->route_stream = copy;
-    s->n_route_stream = n;
-    return 0;
-}
 
 /* ---- accepting ---- */
 
@@ -404,8 +384,6 @@ void mx_server_free(mx_server_t *s) {
     mx_loop_free(&s->loop); /* drops what was posted to a loop that never ran */
     mx_pool_free(&s->pool);
     mx_router_free(s->router);
-    free(s->route_max_body);
-    free(s->route_stream);
     pthread_mutex_destroy(&s->life_mu);
     pthread_cond_destroy(&s->life_cv);
     free(s);

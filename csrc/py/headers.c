@@ -36,15 +36,41 @@ int pymx_resp_headers_init(pymx_resp_headers_t *h) {
     h->n = 0;
     h->cap = sizeof(h->stack) / sizeof(h->stack[0]);
     h->has_ctype = 0;
-    h->keep = PyList_New(0);
-    return h->keep ? 0 : -1;
+    h->keep = h->keep_stack;
+    h->nkeep = 0;
+    h->keep_cap = sizeof(h->keep_stack) / sizeof(h->keep_stack[0]);
+    return 0;
 }
 
 void pymx_resp_headers_release(pymx_resp_headers_t *h) {
     if (h->items != h->stack)
         PyMem_Free(h->items);
     h->items = h->stack;
-    Py_CLEAR(h->keep);
+    for (size_t i = 0; i < h->nkeep; i++)
+        Py_DECREF(h->keep[i]);
+    if (h->keep != h->keep_stack)
+        PyMem_Free(h->keep);
+    h->keep = h->keep_stack;
+    h->nkeep = 0;
+}
+
+/* Keeps a new reference to o until release; -1 on ENOMEM. */
+static int keep(pymx_resp_headers_t *h, PyObject *o) {
+    if (h->nkeep == h->keep_cap) {
+        size_t cap = h->keep_cap * 2;
+        PyObject **nk = PyMem_Malloc(cap * sizeof(*nk));
+        if (!nk) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(nk, h->keep, h->nkeep * sizeof(*nk));
+        if (h->keep != h->keep_stack)
+            PyMem_Free(h->keep);
+        h->keep = nk;
+        h->keep_cap = cap;
+    }
+    h->keep[h->nkeep++] = Py_NewRef(o);
+    return 0;
 }
 
 /* Appends one header that points into bytes the caller keeps alive; -1 on ENOMEM. */
@@ -73,8 +99,9 @@ int pymx_resp_headers_add(pymx_resp_headers_t *h, const char *name, size_t name_
     return 0;
 }
 
-/* One (name, value) from Python: the value becomes a str kept alive by h->keep, so the UTF-8
- * buffers the array points into live as long as h does. */
+/* One (name, value) from Python: the value becomes a str; both are kept alive by h->keep (a pair
+ * from an iterator may be the only owner of its strings), so the UTF-8 buffers the array points
+ * into live as long as h does. */
 static int push_python(pymx_resp_headers_t *h, PyObject *name, PyObject *value) {
     if (!PyUnicode_Check(name)) {
         PyErr_Format(PyExc_TypeError, "header names must be str, not %.100s",
@@ -95,8 +122,8 @@ static int push_python(pymx_resp_headers_t *h, PyObject *name, PyObject *value) 
     }
     if (!v)
         return -1;
-    int rc = PyList_Append(h->keep, v);
-    Py_DECREF(v); /* the list keeps it alive */
+    int rc = keep(h, v) < 0 || keep(h, name) < 0 ? -1 : 0;
+    Py_DECREF(v); /* h keeps it alive */
     if (rc < 0)
         return -1;
     Py_ssize_t nl, vl;

@@ -160,13 +160,16 @@ PyObject *pymx_respond_value_py(PyObject *mod, PyObject *const *args, Py_ssize_t
 /* The request's headers as the Headers object core->make_headers builds (values Latin-1). */
 PyObject *pymx_headers_to_python(MxCoreObject *core, const mx_header_t *headers, size_t n);
 /* Response headers gathered from Python for mx_req_respond: items point into strings that keep
- * holds, so the array is valid until pymx_resp_headers_release. */
+ * holds (a strong reference each, in a C array: no Python list per call), so the array is valid
+ * until pymx_resp_headers_release. */
 typedef struct {
     mx_resp_header_t *items;
     size_t n, cap;
     mx_resp_header_t stack[24];
-    PyObject *keep; /* list of the objects whose UTF-8 buffers items point into */
-    int has_ctype;  /* a Content-Type was given */
+    PyObject **keep; /* the objects whose UTF-8 buffers items point into (names and values) */
+    size_t nkeep, keep_cap;
+    PyObject *keep_stack[48];
+    int has_ctype; /* a Content-Type was given */
 } pymx_resp_headers_t;
 int pymx_resp_headers_init(pymx_resp_headers_t *h);      /* -1 on ENOMEM (error set) */
 void pymx_resp_headers_release(pymx_resp_headers_t *h); /* always safe after init */

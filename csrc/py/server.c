@@ -299,8 +299,6 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     self->sse_type = (PyTypeObject *)Py_NewRef(st->sse_type);
 
     mx_router_t *router = NULL;
-    size_t *max_bodies = NULL;
-    unsigned char *streams = NULL;
     Py_ssize_t n = 0;
     if (routes != Py_None) {
         PyObject *seq = PySequence_Fast(routes, "routes must be a sequence");
@@ -308,10 +306,8 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
             return -1;
         n = PySequence_Fast_GET_SIZE(seq);
         self->routes = PyMem_Calloc((size_t)(n ? n : 1), sizeof(pymx_route_t));
-        max_bodies = PyMem_Calloc((size_t)(n ? n : 1), sizeof(size_t));
-        streams = PyMem_Calloc((size_t)(n ? n : 1), 1);
         router = mx_router_new();
-        if (!self->routes || !max_bodies || !streams || !router) {
+        if (!self->routes || !router) {
             Py_DECREF(seq);
             PyErr_NoMemory();
             goto error;
@@ -329,8 +325,10 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
                 goto error;
             }
             char err[256] = "invalid route";
-            int rc = mx_router_add(router, method, (size_t)mlen, pattern, (size_t)plen, (int)i, err,
-                                   sizeof(err));
+            /* route_max < 0: no limit on this route's body */
+            mx_route_opts_t opts = {route_max < 0 ? SIZE_MAX : (size_t)route_max, stream};
+            int rc = mx_router_add(router, method, (size_t)mlen, pattern, (size_t)plen, (int)i,
+                                   &opts, err, sizeof(err));
             if (rc != 0) {
                 Py_DECREF(seq);
                 pymx_raise(st, rc, err);
@@ -339,8 +337,6 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
             Py_INCREF(h);
             self->routes[i].handler = h;
             self->nroutes = i + 1;
-            max_bodies[i] = route_max < 0 ? SIZE_MAX : (size_t)route_max;
-            streams[i] = (unsigned char)stream;
         }
         Py_DECREF(seq);
     } else if (!self->handler) {
@@ -349,20 +345,15 @@ static int core_init(MxCoreObject *self, PyObject *args, PyObject *kwds) {
     }
     mx_hooks_t hooks;
     pymx_bridge_hooks(self, &hooks);
-    self->server = mx_server_new(&cfg, router, max_bodies, (size_t)n, &hooks);
+    self->server = mx_server_new(&cfg, router, &hooks);
     router = NULL; /* owned by the server now, even on failure */
-    PyMem_Free(max_bodies);
-    if (!self->server || (n && mx_server_set_route_stream(self->server, streams, (size_t)n) != 0)) {
-        PyMem_Free(streams);
+    if (!self->server) {
         PyErr_NoMemory();
         return -1;
     }
-    PyMem_Free(streams);
     return 0;
 error:
     mx_router_free(router);
-    PyMem_Free(max_bodies);
-    PyMem_Free(streams);
     return -1;
 }
 

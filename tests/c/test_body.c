@@ -57,7 +57,8 @@ typedef struct feed {
     writer_t *w;
     int use_room; /* read "from the socket" into mx_body_room instead of pushing */
     size_t max_cap, max_used;
-    int pauses, push_errors;
+    atomic_int pauses;
+    int push_errors;
 } feed_t;
 
 static void *feed_main(void *arg) {
@@ -101,7 +102,7 @@ static void *feed_main(void *arg) {
             f->max_used = ch->used;
         pthread_mutex_unlock(&ch->mu);
         if (full == 1) { /* stop reading until the reader makes room, as the I/O thread does */
-            f->pauses++;
+            atomic_fetch_add(&f->pauses, 1);
             for (;;) {
                 pthread_mutex_lock(&ch->mu);
                 int resume = ch->want_resume || !ch->io_paused;
@@ -126,6 +127,9 @@ static void run_stream(int use_room, int use_peek) {
     CHECK(ch->want_continue == 1 && w.notifies == 1, "the first read asks for 100 Continue");
     pthread_t t;
     pthread_create(&t, NULL, feed_main, &f);
+    /* Read nothing until the writer has hit the high mark once, so the pause is always seen. */
+    for (int i = 0; i < 5000 && atomic_load(&f.pauses) == 0; i++)
+        usleep(1000);
     uint64_t got = 0;
     int bad = 0;
     unsigned seed = 11;

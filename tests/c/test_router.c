@@ -25,7 +25,7 @@ static mx_router_t *build(const char *const *routes) {
     for (int i = 0; routes[i]; i++) {
         const char *sp = strchr(routes[i], ' ');
         char err[256];
-        int rc = mx_router_add(r, routes[i], (size_t)(sp - routes[i]), sp + 1, strlen(sp + 1), i,
+        int rc = mx_router_add(r, routes[i], (size_t)(sp - routes[i]), sp + 1, strlen(sp + 1), i, NULL,
                                err, sizeof err);
         CHECK(rc == 0, "adding '%s': %s", routes[i], err);
     }
@@ -181,10 +181,10 @@ static void test_many_params(void) {
     }
     mx_router_t *r = mx_router_new();
     char err[256];
-    CHECK(mx_router_add(r, "GET", 3, pat, pl, 5, err, sizeof err) == 0, "32 params: %s", err);
+    CHECK(mx_router_add(r, "GET", 3, pat, pl, 5, NULL, err, sizeof err) == 0, "32 params: %s", err);
     expect_at(__LINE__, r, "GET", path, ql, OK, 5, want, NULL);
     snprintf(pat + pl, sizeof pat - pl, "/@extra");
-    CHECK(mx_router_add(r, "GET", 3, pat, strlen(pat), 6, err, sizeof err) == MX_EINVAL &&
+    CHECK(mx_router_add(r, "GET", 3, pat, strlen(pat), 6, NULL, err, sizeof err) == MX_EINVAL &&
               strstr(err, "too many parameters in route pattern (at most 32)") != NULL,
           "33 params: %s", err);
     mx_router_free(r);
@@ -357,7 +357,7 @@ static void test_allow_overflow(void) {
     char method[16], err[256];
     for (int i = 0; i < 60; i++) {
         snprintf(method, sizeof method, "M%09d", i);
-        CHECK(mx_router_add(r, method, 10, "/o", 2, i, err, sizeof err) == 0, "%s", err);
+        CHECK(mx_router_add(r, method, 10, "/o", 2, i, NULL, err, sizeof err) == 0, "%s", err);
     }
     guarded_t gp, gs;
     const char *p = guard_copy(&gp, "/o", 2);
@@ -429,7 +429,7 @@ static void test_invalid(void) {
         /* mx_router_add rejects it the same way and leaves the router empty */
         mx_router_t *r = mx_router_new();
         char err2[256];
-        rc = mx_router_add(r, "GET", 3, p, len, 1, err2, sizeof err2);
+        rc = mx_router_add(r, "GET", 3, p, len, 1, NULL, err2, sizeof err2);
         CHECK(rc == MX_EINVAL && strcmp(err, err2) == 0, "add #%zu: %d '%s'", i, rc, err2);
         NOT_FOUND(r, "GET", "/");
         mx_router_free(r);
@@ -470,15 +470,15 @@ static void test_invalid(void) {
 
     /* methods */
     mx_router_t *r = mx_router_new();
-    CHECK(mx_router_add(r, "", 0, "/", 1, 0, err, sizeof err) == MX_EINVAL &&
+    CHECK(mx_router_add(r, "", 0, "/", 1, 0, NULL, err, sizeof err) == MX_EINVAL &&
               strstr(err, "invalid HTTP method"),
           "empty method: %s", err);
-    CHECK(mx_router_add(r, "G T", 3, "/", 1, 0, err, sizeof err) == MX_EINVAL &&
+    CHECK(mx_router_add(r, "G T", 3, "/", 1, 0, NULL, err, sizeof err) == MX_EINVAL &&
               strstr(err, "'G T'"),
           "method with a space: %s", err);
-    CHECK(mx_router_add(r, "GET\r\n", 5, "/", 1, 0, err, sizeof err) == MX_EINVAL,
+    CHECK(mx_router_add(r, "GET\r\n", 5, "/", 1, 0, NULL, err, sizeof err) == MX_EINVAL,
           "method with CRLF: %s", err);
-    CHECK(mx_router_add(r, "M-SEARCH", 8, "/", 1, 0, err, sizeof err) == 0, "M-SEARCH: %s", err);
+    CHECK(mx_router_add(r, "M-SEARCH", 8, "/", 1, 0, NULL, err, sizeof err) == 0, "M-SEARCH: %s", err);
     mx_router_free(r);
 }
 
@@ -580,14 +580,14 @@ static void test_misc(void) {
     NOT_FOUND(r, "GET", "/"); /* empty table */
     /* a route id is returned as given, negative ones too */
     char err[64];
-    CHECK(mx_router_add(r, "GET", 3, "/neg", 4, -7, err, sizeof err) == 0, "%s", err);
+    CHECK(mx_router_add(r, "GET", 3, "/neg", 4, -7, NULL, err, sizeof err) == 0, "%s", err);
     FOUND(r, "GET", "/neg", -7, "");
     /* many routes: the table grows */
     char pat[32];
     int added = 0;
     for (int i = 0; i < 1000; i++) {
         int n = snprintf(pat, sizeof pat, "/r%d/@x", i);
-        added += mx_router_add(r, "GET", 3, pat, (size_t)n, i, err, sizeof err) == 0;
+        added += mx_router_add(r, "GET", 3, pat, (size_t)n, i, NULL, err, sizeof err) == 0;
     }
     CHECK(added == 1000, "only %d of 1000 routes added", added);
     FOUND(r, "GET", "/r999/q", 999, "x=q");
@@ -595,7 +595,36 @@ static void test_misc(void) {
     mx_router_free(r);
 }
 
+/* Each route's options come back with its matches; misses get the defaults. */
+static void test_opts(void) {
+    mx_router_t *r = mx_router_new();
+    char err[256], scratch[64];
+    mx_route_opts_t up = {123, 1}, big = {SIZE_MAX, 0};
+    CHECK(mx_router_add(r, "POST", 4, "/upload", 7, 0, &up, err, sizeof err) == 0, "add");
+    CHECK(mx_router_add(r, "PUT", 3, "/upload", 7, 1, &big, err, sizeof err) == 0, "add");
+    CHECK(mx_router_add(r, "GET", 3, "/", 1, 2, NULL, err, sizeof err) == 0, "add");
+    up.max_body = 7; /* copied: later changes to the caller's struct do not matter */
+    mx_route_match_t m;
+    CHECK(mx_router_match(r, "POST", 4, "/upload", 7, scratch, sizeof scratch, &m) == OK &&
+              m.opts.max_body == 123 && m.opts.stream == 1,
+          "POST /upload: its options (%zu, %d)", m.opts.max_body, m.opts.stream);
+    CHECK(mx_router_match(r, "PUT", 3, "/upload", 7, scratch, sizeof scratch, &m) == OK &&
+              m.opts.max_body == SIZE_MAX && m.opts.stream == 0,
+          "PUT /upload: its options");
+    CHECK(mx_router_match(r, "GET", 3, "/", 1, scratch, sizeof scratch, &m) == OK &&
+              m.opts.max_body == MX_ROUTE_BODY_SERVER && m.opts.stream == 0,
+          "GET /: the defaults (NULL options)");
+    CHECK(mx_router_match(r, "GET", 3, "/upload", 7, scratch, sizeof scratch, &m) == NA &&
+              m.opts.max_body == MX_ROUTE_BODY_SERVER && m.opts.stream == 0,
+          "405: the defaults");
+    CHECK(mx_router_match(r, "GET", 3, "/none", 5, scratch, sizeof scratch, &m) == NF &&
+              m.opts.max_body == MX_ROUTE_BODY_SERVER,
+          "404: the defaults");
+    mx_router_free(r);
+}
+
 int main(void) {
+    test_opts();
     test_literals();
     test_params();
     test_many_params();

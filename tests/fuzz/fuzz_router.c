@@ -266,7 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             CHECK((vrc == 0) == (want == 1));
         CHECK(vrc == 0 ? err[0] == '\0' : strlen(err) > 0 && strlen(err) < sizeof err);
         if (want == 1) {
-            int rc = mx_router_add(r, method, strlen(method), pat, plen, nadded, err, sizeof err);
+            int rc = mx_router_add(r, method, strlen(method), pat, plen, nadded, NULL, err, sizeof err);
             CHECK(rc == 0);
             rt->method = method;
             nadded++;
@@ -274,7 +274,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             for (size_t i = 0; i < rt->nsegs; i++)
                 rt->segs[i].p = lines[l] + 1 + (rt->segs[i].p - pat);
         } else if (want == 0) {
-            CHECK(mx_router_add(r, method, strlen(method), pat, plen, 99, err, sizeof err) ==
+            CHECK(mx_router_add(r, method, strlen(method), pat, plen, 99, NULL, err, sizeof err) ==
                   MX_EINVAL);
         }
         free(pat);

@@ -269,6 +269,10 @@ def status_reason(status: int, /) -> str:
 def sse_encode(data: str, event: str | None, id: str | int | None, retry: int | None, /) -> bytes:
     """One event in the event-stream format."""
 
+def sse_publish(streams: list[SSEStream], data: str, event: str | None, id: str | int | None,
+                retry: int | None, keep: bool, /) -> tuple[int, bytes | None]:
+    """Encode one event and queue it on every open stream: (reached, payload if keep)."""
+
 def sse_fanout(streams: list[SSEStream], payload: bytes, /) -> int:
     """Queue the same encoded event on every stream; return how many took it."""
 

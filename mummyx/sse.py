@@ -56,12 +56,13 @@ class SSEChannel:
     def publish(self, data: str, *, event: Optional[str] = None,
                 id: Optional[Union[str, int]] = None, retry: Optional[int] = None) -> int:
         """Queue one event on every subscriber; returns how many streams it reached."""
-        payload = _mummyx.sse_encode(data, event, id, retry)
         with self._lock:
-            if self.replay:
-                self._history.append((None if id is None else str(id), payload))
             streams = self._streams
-            reached: int = _mummyx.sse_fanout(streams, payload)
+            # encoded once, and those bytes queued on every stream (kept too when replaying)
+            reached, payload = _mummyx.sse_publish(streams, data, event, id, retry,
+                                                   bool(self.replay))
+            if payload is not None:
+                self._history.append((None if id is None else str(id), payload))
             if reached < len(streams):
                 self._streams = [s for s in streams if not s.closed]
             return reached

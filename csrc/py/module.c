@@ -253,6 +253,9 @@ static PyMethodDef pymx_methods[] = {
     {"sse_fanout", (PyCFunction)(void (*)(void))pymx_sse_fanout, METH_FASTCALL,
      "sse_fanout($module, streams, payload, /)\n--\n\nQueue the same encoded event on every "
      "stream; return how many took it."},
+    {"sse_publish", (PyCFunction)(void (*)(void))pymx_sse_publish, METH_FASTCALL,
+     "sse_publish($module, streams, data, event, id, retry, keep, /)\n--\n\nEncode one event and "
+     "queue it on every open stream; returns (reached, payload or None)."},
     {"respond_value", (PyCFunction)(void (*)(void))pymx_respond_value_py, METH_FASTCALL,
      "respond_value($module, request, value, /)\n--\n\nRespond with what a handler returned: "
      "str as text, bytes as octet-stream, dict or list as JSON; TypeError for anything else."},

@@ -140,6 +140,7 @@ PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event
 PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames);
 PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
+PyObject *pymx_sse_publish(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);
 
 
 /* multipart.c: request.multipart() and request.form() */

@@ -237,19 +237,9 @@ PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
     return out;
 }
 
-/* sse_fanout(streams: list, payload: bytes) -> int: queues the same bytes on every open stream
- * and returns how many took them. */
-PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyList_Check(args[0]) || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "sse_fanout(streams: list, payload: bytes)");
-        return NULL;
-    }
-    mx_state *state = PyModule_GetState(mod);
-    PyObject *list = args[0];
-    mx_bytes_t *b = mx_bytes_new((size_t)PyBytes_GET_SIZE(args[1]));
-    if (!b)
-        return PyErr_NoMemory();
-    memcpy(b->data, PyBytes_AS_STRING(args[1]), b->len);
+/* Queues the same bytes on every open stream of list; returns how many took them. Each send takes
+ * its own reference to b. */
+static long fanout(mx_state *state, PyObject *list, mx_bytes_t *b) {
     long reached = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
         PyObject *o = PyList_GET_ITEM(list, i);
@@ -258,8 +248,47 @@ PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         if (mx_sse_send(((MxSSEStreamObject *)o)->st, b) == 0)
             reached++;
     }
+    return reached;
+}
+
+/* sse_fanout(streams: list, payload: bytes) -> int: queues an event encoded earlier (a replay)
+ * on every open stream and returns how many took them. */
+PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "sse_fanout(streams: list, payload: bytes)");
+        return NULL;
+    }
+    mx_bytes_t *b = mx_bytes_new((size_t)PyBytes_GET_SIZE(args[1]));
+    if (!b)
+        return PyErr_NoMemory();
+    memcpy(b->data, PyBytes_AS_STRING(args[1]), b->len);
+    long reached = fanout(PyModule_GetState(mod), args[0], b);
     mx_bytes_decref(b);
     return PyLong_FromLong(reached);
+}
+
+/* sse_publish(streams: list, data, event, id, retry, keep: bool) -> (int, bytes | None): encodes
+ * one event and queues those very bytes on every open stream (no copy per publish); returns how
+ * many took it, and the encoded bytes when keep is true (a channel's replay history). */
+PyObject *pymx_sse_publish(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "sse_publish(streams: list, data, event, id, retry, keep)");
+        return NULL;
+    }
+    int keep = PyObject_IsTrue(args[5]);
+    if (keep < 0)
+        return NULL;
+    mx_bytes_t *b = encode(args[1], args[2], args[3], args[4], 0);
+    if (!b)
+        return NULL;
+    PyObject *payload = keep ? PyBytes_FromStringAndSize(b->data, (Py_ssize_t)b->len)
+                             : Py_NewRef(Py_None);
+    long reached = payload ? fanout(PyModule_GetState(mod), args[0], b) : 0;
+    mx_bytes_decref(b);
+    if (!payload)
+        return NULL;
+    PyObject *out = Py_BuildValue("(lN)", reached, payload);
+    return out;
 }
 
 static PyMethodDef sse_methods[] = {

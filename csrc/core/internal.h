@@ -1,6 +1,7 @@
 /*
  * internal.h: the server's private structures, shared by server.c (life cycle, accept), conn.c
- * (connection state machine), body.c, response.c, stream.c and websocket.c. Not for the binding.
+ * (connection state machine), req.c, response.c, stream.c, buf.c, sse.c and ws_conn.c. Not for
+ * the binding.
  * The loop (loop.h) and the pool (pool.h) stand below these and know none of them.
  */
 #ifndef MX_INTERNAL_H
@@ -268,7 +269,7 @@ void mx__stream_shutdown(mx_stream_t *st); /* server stopping: close WS with 100
  * &st->super) once it has released st->mu, so the woken worker never waits for that lock. */
 int mx__ws_push_event_locked(mx_stream_t *st, mx_ws_msg_t *m);
 
-/* websocket.c (I/O thread) */
+/* ws_conn.c (I/O thread) */
 void mx__ws_on_input(mx_conn_t *c);
 void mx__ws_on_attach(mx_conn_t *c, mx_stream_t *st);
 int mx__ws_after_write(mx_conn_t *c, mx_stream_t *st, int close_written);

@@ -244,7 +244,7 @@ int mx_req_respond_error(mx_req_t *r, int status);
  * points into r (valid while the caller holds its reference). Any thread. */
 const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size_t len);
 
-/* ---- streams: Server-Sent Events and WebSockets (stream.c, sse.c, websocket.c) ----
+/* ---- streams: Server-Sent Events and WebSockets (stream.c, sse.c, ws_conn.c) ----
  *
  * A stream is the part of a connection that outlives the request's handler. Any thread may send
  * on it: sends copy (or share) the bytes into the stream's bounded queue and wake the I/O thread,

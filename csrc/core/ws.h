@@ -2,7 +2,7 @@
  * ws.h: the WebSocket codec: opening-handshake helpers (RFC 6455 4.2) and permessage-deflate
  * negotiation (RFC 7692 7.1), in ws_handshake.c; an incremental reader for the frames a client
  * sends and writers for the frames the server sends, in ws_frame.c; and, through utf8.h, the
- * incremental UTF-8 validator (utf8.c). websocket.c and the binding include this one header.
+ * incremental UTF-8 validator (utf8.c). ws_conn.c and the binding include this one header.
  *
  * No I/O, no threads, no globals. The handshake, UTF-8 and frame-writing helpers are pure and may
  * run on any thread. A reader (mx_ws_reader_t) belongs to the one thread that feeds it, normally

@@ -1,6 +1,7 @@
 /*
- * websocket.c: a WebSocket connection in the server (RFC 6455, RFC 7692). The frame codec,
- * UTF-8 validation and deflate live in ws.c; this file does the handshake, the I/O thread's side
+ * ws_conn.c: a WebSocket connection in the server (RFC 6455, RFC 7692). The frame codec and
+ * deflate live in ws_frame.c, UTF-8 validation in utf8.c, the accept key and the negotiations in
+ * ws_handshake.c; this file answers the handshake and runs the I/O thread's side
  * of an upgraded connection (reading frames, answering pings, the closing handshake, pings of
  * idle peers) and the senders' side (queueing frames from any thread).
  *

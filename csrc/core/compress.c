@@ -251,15 +251,9 @@ int mx_compress(int enc, const char *in, size_t len, int level, char **out, size
     if (level < 1 || level > 9)
         return MX_EINVAL;
 
-    memset(&zs, 0, sizeof zs);
-    switch (deflateInit2(&zs, level, Z_DEFLATED, window_bits, 8, Z_DEFAULT_STRATEGY)) {
-    case Z_OK:
-        break;
-    case Z_MEM_ERROR:
-        return MX_ENOMEM;
-    default:
-        return MX_EINVAL;
-    }
+    rc = mx_deflate_init(&zs, level, window_bits, Z_DEFAULT_STRATEGY);
+    if (rc != 0)
+        return rc;
 
     /* deflateBound (called after init, so it counts the gzip header and trailer) is enough for a
      * single deflate(Z_FINISH) to finish. uLong is 64 bits on the LP64 targets we build for. */

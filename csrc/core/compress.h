@@ -6,6 +6,8 @@
 #define MX_COMPRESS_H
 
 #include <stddef.h>
+#include <string.h>
+#include <zlib.h>
 
 #include "common.h"
 
@@ -32,6 +34,20 @@ int mx_compress_choose(const char *accept_encoding, size_t len);
  * 0 for everything else, including an empty type.
  */
 int mx_compress_type_ok(const char *content_type, size_t len);
+
+/* deflateInit2 on a zeroed zs (method deflate, memLevel 8): 0, MX_ENOMEM, or MX_EINVAL for
+ * parameters zlib refuses. Shared by HTTP compression and permessage-deflate. Any thread. */
+static inline int mx_deflate_init(z_stream *zs, int level, int window_bits, int strategy) {
+    memset(zs, 0, sizeof(*zs));
+    switch (deflateInit2(zs, level, Z_DEFLATED, window_bits, 8, strategy)) {
+    case Z_OK:
+        return 0;
+    case Z_MEM_ERROR:
+        return MX_ENOMEM;
+    default:
+        return MX_EINVAL;
+    }
+}
 
 /*
  * Compresses in[0..len) with enc (gzip wrapper, or zlib-wrapped deflate as RFC 9110 8.4.1.2

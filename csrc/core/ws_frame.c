@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "compress.h"
 #include "ws.h"
 
 /* The codes a Close frame may carry (RFC 6455 7.4.1, 7.4.2): both the reader and build_close
@@ -586,16 +587,10 @@ static int mx__deflate_into(mx_ws_deflater_t *d, const uint8_t *in, size_t len, 
         return 0;
     }
     if (!d->z_init) {
-        memset(&d->zs, 0, sizeof d->zs);
-        switch (deflateInit2(&d->zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -d->window_bits, 8,
-                             d->huffman_only ? Z_HUFFMAN_ONLY : Z_DEFAULT_STRATEGY)) {
-        case Z_OK:
-            break;
-        case Z_MEM_ERROR:
-            return MX_ENOMEM;
-        default:
-            return MX_EINVAL;
-        }
+        int rc = mx_deflate_init(&d->zs, Z_DEFAULT_COMPRESSION, -d->window_bits,
+                                 d->huffman_only ? Z_HUFFMAN_ONLY : Z_DEFAULT_STRATEGY);
+        if (rc != 0)
+            return rc;
         d->z_init = 1;
     }
 

@@ -54,21 +54,27 @@ void pymx_resp_headers_release(pymx_resp_headers_t *h) {
     h->nkeep = 0;
 }
 
+/* Doubles an array that starts in in-struct storage (stack) and moves to the heap when it
+ * grows: *arr holds n elements of size elem, *cap of them fit. -1 with MemoryError set. */
+static int grow(void **arr, void *stack, size_t *cap, size_t n, size_t elem) {
+    void *na = PyMem_Malloc(*cap * 2 * elem);
+    if (!na) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(na, *arr, n * elem);
+    if (*arr != stack)
+        PyMem_Free(*arr);
+    *arr = na;
+    *cap *= 2;
+    return 0;
+}
+
 /* Keeps a new reference to o until release; -1 on ENOMEM. */
 static int keep(pymx_resp_headers_t *h, PyObject *o) {
-    if (h->nkeep == h->keep_cap) {
-        size_t cap = h->keep_cap * 2;
-        PyObject **nk = PyMem_Malloc(cap * sizeof(*nk));
-        if (!nk) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(nk, h->keep, h->nkeep * sizeof(*nk));
-        if (h->keep != h->keep_stack)
-            PyMem_Free(h->keep);
-        h->keep = nk;
-        h->keep_cap = cap;
-    }
+    if (h->nkeep == h->keep_cap &&
+        grow((void **)&h->keep, h->keep_stack, &h->keep_cap, h->nkeep, sizeof(*h->keep)) < 0)
+        return -1;
     h->keep[h->nkeep++] = Py_NewRef(o);
     return 0;
 }
@@ -76,19 +82,9 @@ static int keep(pymx_resp_headers_t *h, PyObject *o) {
 /* Appends one header that points into bytes the caller keeps alive; -1 on ENOMEM. */
 int pymx_resp_headers_add(pymx_resp_headers_t *h, const char *name, size_t name_len,
                           const char *value, size_t value_len) {
-    if (h->n == h->cap) {
-        size_t cap = h->cap * 2;
-        mx_resp_header_t *ni = PyMem_Malloc(cap * sizeof(*ni));
-        if (!ni) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(ni, h->items, h->n * sizeof(*ni));
-        if (h->items != h->stack)
-            PyMem_Free(h->items);
-        h->items = ni;
-        h->cap = cap;
-    }
+    if (h->n == h->cap &&
+        grow((void **)&h->items, h->stack, &h->cap, h->n, sizeof(*h->items)) < 0)
+        return -1;
     mx_resp_header_t *it = &h->items[h->n++];
     it->name = name;
     it->name_len = name_len;

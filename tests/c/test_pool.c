@@ -89,6 +89,19 @@ static void set_gate(int open) {
     pthread_mutex_unlock(&gate_mu);
 }
 
+/* Starts p with nthreads workers and one of them blocked in blocker until the gate opens. */
+static void start_with_blocked_worker(mx_pool_t *p, int nthreads, double max_queue, job_t *blocker) {
+    the_pool = p;
+    set_gate(0);
+    mx_pool_init(p, nthreads, &hooks, max_queue);
+    CHECK(mx_pool_start(p) == 0, "start");
+    job_init(blocker, &keep);
+    blocker->block = 1;
+    mx_pool_push(p, &blocker->super);
+    while (atomic_load(&blocked_now) == 0)
+        sleep_ms(1);
+}
+
 #define N 2000
 
 static void test_every_task_runs_once(void) {
@@ -116,15 +129,7 @@ static void test_every_task_runs_once(void) {
 static void test_shed(void) {
     static job_t blocker, old_s, old_k, fresh;
     mx_pool_t p;
-    the_pool = &p;
-    set_gate(0);
-    mx_pool_init(&p, 1, &hooks, 0.02); /* 20 ms */
-    CHECK(mx_pool_start(&p) == 0, "start");
-    job_init(&blocker, &keep);
-    blocker.block = 1;
-    mx_pool_push(&p, &blocker.super);
-    while (atomic_load(&blocked_now) == 0)
-        sleep_ms(1);
+    start_with_blocked_worker(&p, 1, 0.02 /* 20 ms */, &blocker);
     job_init(&old_s, &sheddable);
     job_init(&old_k, &keep);
     mx_pool_push(&p, &old_s.super);
@@ -150,15 +155,7 @@ static void test_shed(void) {
 static void test_stall_wakes_another(void) {
     static job_t blocker, next;
     mx_pool_t p;
-    the_pool = &p;
-    set_gate(0);
-    mx_pool_init(&p, 2, &hooks, 0);
-    CHECK(mx_pool_start(&p) == 0, "start");
-    job_init(&blocker, &keep);
-    blocker.block = 1;
-    mx_pool_push(&p, &blocker.super);
-    while (atomic_load(&blocked_now) == 0)
-        sleep_ms(1);
+    start_with_blocked_worker(&p, 2, 0, &blocker);
     job_init(&next, &keep);
     mx_pool_push(&p, &next.super);
     for (int i = 0; i < 200 && atomic_load(&next.ran) == 0; i++) {

@@ -23,12 +23,31 @@ mx_bytes_t *mx_bytes_new(size_t len) {
         return NULL;
     atomic_init(&b->refcnt, 1);
     b->len = len;
+    b->ptr = b->data;
+    b->release = NULL;
+    return b;
+}
+
+mx_bytes_t *mx_bytes_borrow(const void *ptr, size_t len, void (*release)(void *ctx, void *owner),
+                            void *ctx, void *owner) {
+    mx_bytes_t *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    atomic_init(&b->refcnt, 1);
+    b->len = len;
+    b->ptr = ptr;
+    b->release = release;
+    b->ctx = ctx;
+    b->owner = owner;
     return b;
 }
 
 void mx_bytes_decref(mx_bytes_t *b) {
-    if (b && atomic_fetch_sub_explicit(&b->refcnt, 1, memory_order_acq_rel) == 1)
+    if (b && atomic_fetch_sub_explicit(&b->refcnt, 1, memory_order_acq_rel) == 1) {
+        if (b->release)
+            b->release(b->ctx, b->owner);
         free(b);
+    }
 }
 
 /* ---- recycled write buffers ----
@@ -179,7 +198,7 @@ int mx__wnode_iov(const mx_wnode_t *n, struct iovec *iov) {
         pos -= n->head_len;
     }
     if (pos < body) {
-        iov[k].iov_base = (n->bytes ? n->bytes->data : n->raw) + n->start + pos;
+        iov[k].iov_base = (char *)(n->bytes ? n->bytes->ptr : n->raw) + n->start + pos;
         iov[k++].iov_len = body - pos;
         pos = 0;
     } else {

@@ -252,15 +252,27 @@ const mx_header_t *mx_req_header(const mx_req_t *r, const char *lower_name, size
  * later sends fail with MX_ECLOSED. Streams are reference counted; the binding holds one.
  */
 
-/* Immutable shared bytes (one SSE event fanned out to many streams). Counted; any thread. A send
- * takes its own reference, so the caller drops its own when done. */
+/* Immutable shared bytes (one SSE event fanned out to many streams, a WebSocket message). Counted;
+ * any thread. A send takes its own reference, so the caller drops its own when done. The bytes
+ * are at ptr: the core's own (data, from mx_bytes_new) or borrowed from their owner
+ * (mx_bytes_borrow), who gets them back through release once the last reference is gone. */
 typedef struct mx_bytes {
     atomic_int refcnt;
     size_t len;
+    const char *ptr;
+    void (*release)(void *ctx, void *owner); /* borrowed bytes only */
+    void *ctx, *owner;
     char data[];
 } mx_bytes_t;
-mx_bytes_t *mx_bytes_new(size_t len); /* refcnt 1; NULL on ENOMEM */
-void mx_bytes_decref(mx_bytes_t *b);
+mx_bytes_t *mx_bytes_new(size_t len); /* refcnt 1, ptr = data; NULL on ENOMEM. Any thread. */
+/* Bytes the core points at without copying: len bytes at ptr, which the owner keeps unchanged and
+ * alive until release(ctx, owner) is called, exactly once, when the last reference goes; that
+ * happens on any thread (usually the I/O thread, once the bytes are written), so release must
+ * neither block nor call into the owner's runtime (a binding queues the owner for later).
+ * refcnt 1; NULL on ENOMEM (then release is not called). Any thread. */
+mx_bytes_t *mx_bytes_borrow(const void *ptr, size_t len, void (*release)(void *ctx, void *owner),
+                            void *ctx, void *owner);
+void mx_bytes_decref(mx_bytes_t *b); /* any thread; the last one frees (or releases) */
 
 /* Reference counting; any thread. The last decref frees the stream. */
 void mx_stream_incref(mx_stream_t *st);
@@ -323,6 +335,9 @@ int mx_req_upgrade_ws(mx_req_t *r, const char *const *protocols, size_t nprot, i
  * Copies data. Returns 0, MX_ECLOSED, MX_EFULL (the peer stopped reading: closed with 1008),
  * MX_ENOMEM. Any thread, concurrent senders serialized (send_mu); never blocks on the network. */
 int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len);
+/* As mx_ws_send, with the payload in b (a reference is taken; the caller keeps its own): without
+ * permessage-deflate the frame points at b's bytes, so a borrowed payload is never copied. */
+int mx_ws_send_bytes(mx_stream_t *st, int opcode, mx_bytes_t *b);
 /* 1 when permessage-deflate was negotiated (sends then compress: worth releasing the GIL). Any
  * thread. */
 int mx_ws_deflating(const mx_stream_t *st);

@@ -171,7 +171,9 @@ void mx_ws_close(mx_stream_t *st, int code, const char *reason, size_t reason_le
     queue_close(st, code, reason, reason_len);
 }
 
-int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len) {
+/* Sends data[0..len), or, when b is given, b's bytes (data == b->ptr): referenced in place by an
+ * uncompressed frame, read once to build a compressed one. */
+static int ws_send(mx_stream_t *st, int opcode, const void *data, size_t len, mx_bytes_t *b) {
     if (atomic_load(&st->closed))
         return MX_ECLOSED;
     int control = opcode == MX_WS_OP_PING || opcode == MX_WS_OP_PONG;
@@ -190,6 +192,10 @@ int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len) {
         size_t flen = 0;
         rc = mx_ws_build_frame(st->deflater, opcode, data, len, &frame, &flen);
         n = rc == 0 ? mx__wnode_raw(frame, flen) : NULL;
+    } else if (b) {
+        n = mx__wnode_new(b, 0, len); /* the frame header goes in the node, the payload stays */
+        if (n)
+            n->head_len = (unsigned char)mx_ws_frame_header((uint8_t *)n->head, 1, 0, opcode, len);
     } else {
         uint8_t hdr[10];
         n = mx__wnode_copy(hdr, mx_ws_frame_header(hdr, 1, 0, opcode, len), data, len);
@@ -206,6 +212,14 @@ int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len) {
     if (rc == 1 || rc == MX_EFULL)
         mx__stream_notify(st); /* news, or a peer that stopped reading to cut off */
     return rc < 0 ? rc : 0;
+}
+
+int mx_ws_send(mx_stream_t *st, int opcode, const void *data, size_t len) {
+    return ws_send(st, opcode, data, len, NULL);
+}
+
+int mx_ws_send_bytes(mx_stream_t *st, int opcode, mx_bytes_t *b) {
+    return ws_send(st, opcode, b->ptr, b->len, b);
 }
 
 /* ---- the handshake (any thread) ---- */

@@ -122,6 +122,7 @@ log:
 static void run(void *ctx, mx_task_t *task) {
     MxCoreObject *core = ctx;
     PyEval_RestoreThread(worker_ts);
+    pymx_release_pending(&pymx_state_of(core)->releases);
     int n = 0;
     do {
         if (task->kind == MX_TASK_REQUEST)

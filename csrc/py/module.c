@@ -265,8 +265,42 @@ static PyMethodDef pymx_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+void pymx_release_later(void *releases, void *owner) {
+    pymx_releases_t *r = releases;
+    pthread_mutex_lock(&r->mu);
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 64;
+        PyObject **items = realloc(r->items, cap * sizeof(*items));
+        if (!items) { /* out of memory: the object is leaked rather than dropped without the GIL */
+            pthread_mutex_unlock(&r->mu);
+            return;
+        }
+        r->items = items;
+        r->cap = cap;
+    }
+    r->items[r->n++] = owner;
+    atomic_store_explicit(&r->pending, 1, memory_order_release);
+    pthread_mutex_unlock(&r->mu);
+}
+
+void pymx_release_pending(pymx_releases_t *r) {
+    if (!atomic_load_explicit(&r->pending, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&r->mu);
+    PyObject **items = r->items;
+    size_t n = r->n;
+    r->items = NULL;
+    r->n = r->cap = 0;
+    atomic_store_explicit(&r->pending, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&r->mu);
+    for (size_t i = 0; i < n; i++)
+        Py_DECREF(items[i]); /* may run arbitrary code: no lock is held */
+    free(items);
+}
+
 static int pymx_exec(PyObject *m) {
     mx_state *st = PyModule_GetState(m);
+    pthread_mutex_init(&st->releases.mu, NULL);
     st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_core_spec, NULL);
     if (!st->core_type || PyModule_AddType(m, st->core_type) < 0)
         return -1;
@@ -325,7 +359,14 @@ static int pymx_clear(PyObject *m) {
     return 0;
 }
 
-static void pymx_free(void *m) { pymx_clear((PyObject *)m); }
+static void pymx_free(void *m) {
+    mx_state *st = PyModule_GetState((PyObject *)m);
+    if (st) {
+        pymx_release_pending(&st->releases); /* every server and stream is gone by now */
+        pthread_mutex_destroy(&st->releases.mu);
+    }
+    pymx_clear((PyObject *)m);
+}
 
 static PyModuleDef_Slot pymx_slots[] = {
     {Py_mod_exec, pymx_exec},

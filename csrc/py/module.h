@@ -9,6 +9,9 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "../core/mx.h"
 
 #if PY_VERSION_HEX < 0x030A0000
@@ -43,6 +46,22 @@ static inline PyObject *PyErr_GetRaisedException_compat(void) {
 #endif
 }
 
+/*
+ * Python objects whose bytes the core borrowed (mx_bytes_borrow: a large WebSocket message, a
+ * replayed SSE event) and has given back. The core's release callback (pymx_release_later) runs
+ * on any thread, usually the I/O thread, without the GIL, so it only queues the object here; the
+ * next thread of ours holding the GIL drops them (pymx_release_pending: workers before each batch,
+ * senders, and the module's end). Lock order: mu is a leaf.
+ */
+typedef struct {
+    pthread_mutex_t mu;
+    PyObject **items; /* malloc'ed (no GIL when it grows) */
+    size_t n, cap;
+    atomic_int pending; /* n > 0, readable without mu */
+} pymx_releases_t;
+void pymx_release_later(void *releases, void *owner); /* any thread, no GIL needed */
+void pymx_release_pending(pymx_releases_t *r);       /* GIL held */
+
 /* Per-module state: the heap types and the exception types. Every object of one of these
  * types reaches it with pymx_state_of (its type holds the module). */
 typedef struct {
@@ -56,6 +75,7 @@ typedef struct {
     PyTypeObject *multipart_type; /* mummyx.MultipartReader */
     PyTypeObject *part_type;      /* mummyx.Part */
     PyObject *bad_request;        /* mummyx.BadRequest (also a ValueError, with a 4xx status) */
+    pymx_releases_t releases;     /* borrowed bytes the core gave back */
 } mx_state;
 
 /* One route's Python side, indexed by the core's route_id. */

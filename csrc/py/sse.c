@@ -107,6 +107,19 @@ static mx_bytes_t *encode(PyObject *data, PyObject *event, PyObject *id, PyObjec
     return b;
 }
 
+/* An encoded event kept by SSEChannel (a bytes object) as shared bytes without a copy: the
+ * streams write from the object's own memory and the core gives it back once they are done. */
+static mx_bytes_t *borrow_payload(mx_state *st, PyObject *payload) {
+    pymx_release_pending(&st->releases);
+    mx_bytes_t *b = mx_bytes_borrow(PyBytes_AS_STRING(payload), (size_t)PyBytes_GET_SIZE(payload),
+                                    pymx_release_later, &st->releases, Py_NewRef(payload));
+    if (!b) {
+        Py_DECREF(payload);
+        PyErr_NoMemory();
+    }
+    return b;
+}
+
 static PyObject *send_bytes(MxSSEStreamObject *self, mx_bytes_t *b) {
     int rc = mx_sse_send(self->st, b);
     mx_bytes_decref(b);
@@ -151,11 +164,8 @@ static PyObject *sse_send_encoded(MxSSEStreamObject *self, PyObject *arg) {
         PyErr_SetString(PyExc_TypeError, "payload must be bytes");
         return NULL;
     }
-    mx_bytes_t *b = mx_bytes_new((size_t)PyBytes_GET_SIZE(arg));
-    if (!b)
-        return PyErr_NoMemory();
-    memcpy(b->data, PyBytes_AS_STRING(arg), b->len);
-    return send_bytes(self, b);
+    mx_bytes_t *b = borrow_payload(pymx_state_of(self), arg);
+    return b ? send_bytes(self, b) : NULL;
 }
 
 static PyObject *sse_close(MxSSEStreamObject *self, PyObject *unused) {
@@ -258,11 +268,11 @@ PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "sse_fanout(streams: list, payload: bytes)");
         return NULL;
     }
-    mx_bytes_t *b = mx_bytes_new((size_t)PyBytes_GET_SIZE(args[1]));
+    mx_state *state = PyModule_GetState(mod);
+    mx_bytes_t *b = borrow_payload(state, args[1]);
     if (!b)
-        return PyErr_NoMemory();
-    memcpy(b->data, PyBytes_AS_STRING(args[1]), b->len);
-    long reached = fanout(PyModule_GetState(mod), args[0], b);
+        return NULL;
+    long reached = fanout(state, args[0], b);
     mx_bytes_decref(b);
     return PyLong_FromLong(reached);
 }

@@ -68,6 +68,10 @@ static void ws_dealloc(MxWebSocketObject *self) {
 }
 
 /* send(data, kind=None): str goes as text, bytes-like as binary, unless kind says otherwise. */
+/* Payloads from this size on are sent from the Python object's own memory (no copy); below it a
+ * copy costs less than the hand-back through the release queue. */
+#define BORROW_MIN 4096
+
 static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"data", "kind", NULL};
     PyObject *data, *kind = Py_None;
@@ -120,11 +124,30 @@ static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds
         return NULL;
     }
     int rc;
+    mx_state *st = pymx_state_of(self);
+    pymx_release_pending(&st->releases);
+    int deflating = mx_ws_deflating(self->st);
+    if (!deflating && n >= BORROW_MIN && (PyBytes_CheckExact(data) || PyUnicode_CheckExact(data))) {
+        /* An immutable payload worth a copy is not copied: the frame points into data, which the
+         * core gives back (pymx_release_later) once it is written. */
+        mx_bytes_t *b = mx_bytes_borrow(p, (size_t)n, pymx_release_later, &st->releases,
+                                        Py_NewRef(data));
+        if (!b) {
+            Py_DECREF(data);
+            rc = MX_ENOMEM;
+        } else {
+            rc = mx_ws_send_bytes(self->st, opcode, b);
+            mx_bytes_decref(b); /* the frame holds its own reference, or was dropped */
+        }
+        if (have_view)
+            PyBuffer_Release(&view);
+        goto sent;
+    }
     Py_INCREF(data); /* keeps p alive while the GIL is released */
     /* Building a frame copies the data once; compressing it costs far more. Releasing the GIL
      * means handing it to another worker and taking it back, which costs more than a copy of
      * a medium message, so only compression or a really large copy is worth it. */
-    if (n >= 262144 || (n >= 2048 && mx_ws_deflating(self->st))) {
+    if (n >= 262144 || (n >= 2048 && deflating)) {
         Py_BEGIN_ALLOW_THREADS
         rc = mx_ws_send(self->st, opcode, p, (size_t)n);
         Py_END_ALLOW_THREADS
@@ -134,8 +157,9 @@ static PyObject *ws_send(MxWebSocketObject *self, PyObject *args, PyObject *kwds
     if (have_view)
         PyBuffer_Release(&view);
     Py_DECREF(data);
+sent:
     if (rc != 0)
-        return pymx_raise(pymx_state_of(self), rc,
+        return pymx_raise(st, rc,
                           rc == MX_EFULL ? "the WebSocket client stopped reading; connection closed"
                           : rc == MX_ECLOSED ? "the WebSocket is closed"
                                              : "cannot send");

@@ -133,7 +133,8 @@ void mx_config_defaults(mx_config_t *c);
  */
 mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router, const mx_hooks_t *hooks);
 
-/* Binds and listens; returns 0 or MX_ESYS with errno set (and a message in err). Before start. */
+/* Binds and listens; returns 0 or MX_ESYS with errno set (and a message in err). The server owns
+ * the socket. Binding thread, before start. */
 int mx_server_listen_tcp(mx_server_t *s, const char *host, int port, char *err, size_t errlen);
 int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t errlen);
 
@@ -150,7 +151,8 @@ int mx_server_start(mx_server_t *s);
  */
 void mx_server_stop(mx_server_t *s, double timeout);
 
-/* Blocks up to timeout seconds for the server to stop; returns 1 when stopped. No GIL needed. */
+/* Blocks up to timeout seconds (< 0: forever) for the server to stop; returns 1 when stopped.
+ * Any thread but the I/O thread and the workers; no GIL needed (release it). */
 int mx_server_wait(mx_server_t *s, double timeout);
 
 /* Frees a stopped (or never started) server. Binding thread. */
@@ -191,7 +193,8 @@ int mx_req_streamed(const mx_req_t *r);
  * into place once complete; on any failure the temporary file is removed and nothing is left.
  * Returns 0 with *written set, a mx_req_read error, or MX_ESYS with errno set. No GIL needed.
  * A streamed Content-Length body moves socket -> pipe -> file with splice(2); if the save fails
- * midway, mx_req_read still returns the rest of the body, in order.
+ * midway, mx_req_read still returns the rest of the body, in order. Same threads as
+ * mx_req_read; path is copied.
  */
 int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
 
@@ -199,7 +202,8 @@ int mx_req_save_body(mx_req_t *r, const char *path, uint64_t *written);
  * Writes what pull(ctx, &data, &len) yields (1: data, 0: the end, < 0: an error code returned
  * as is) into a temporary file next to path, renamed into place once complete; on any failure
  * the temporary file is removed. Returns 0 with *written set, pull's error, MX_ENOMEM, or
- * MX_ESYS with errno set. No GIL needed. Shared by save_body and multipart Part.save.
+ * MX_ESYS with errno set. No GIL needed; any thread (pull runs on it). Shared by save_body and
+ * multipart Part.save.
  */
 typedef int (*mx_pull_fn)(void *ctx, const char **data, size_t *len);
 int mx_save_to_file(const char *path, mx_pull_fn pull, void *ctx, uint64_t *written);

@@ -5,7 +5,7 @@ threads, so handlers are plain blocking Python functions. WebSockets and Server-
 built in.
 """
 from ._mummyx import (BadRequest, ConnectionClosed, Error, HandshakeRefused, MultipartReader, Part,
-                      Request)
+                      Request, ResponseStream)
 from ._structures import Headers, QueryParams
 from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
@@ -26,6 +26,7 @@ __all__ = [
     "Part",
     "QueryParams",
     "Request",
+    "ResponseStream",
     "Router",
     "SSEChannel",
     "SSEStream",

@@ -437,10 +437,12 @@ int pymx_respond_value(MxRequestObject *self, PyObject *value) {
             r = pymx_respond_impl(self, 200, h, s);
         Py_XDECREF(h);
         Py_DECREF(s);
+    } else if (PyIter_Check(value)) {
+        return pymx_respond_iterator(self, value, NULL); /* a generator: streamed as it yields */
     } else {
         PyErr_Format(PyExc_TypeError,
-                     "handler returned %.100s; return None (after respond()), str, bytes, dict "
-                     "or list",
+                     "handler returned %.100s; return None (after respond()), str, bytes, dict, "
+                     "list or an iterator of str/bytes",
                      Py_TYPE(value)->tp_name);
         return -1;
     }
@@ -499,6 +501,10 @@ static PyMethodDef request_methods[] = {
      "form($self, *, max_file_size=None, max_field_size=None)\n--\n\nThe fields and files of "
      "an application/x-www-form-urlencoded or multipart/form-data body, read whole (FormData; "
      "files are kept in memory). Raises BadRequest for an invalid or over-limit form."},
+    {"respond_stream", (PyCFunction)(void (*)(void))pymx_request_respond_stream,
+     METH_VARARGS | METH_KEYWORDS,
+     "respond_stream($self, status=200, headers=None)\n--\n\nAnswer with a body written "
+     "piece by piece: returns a ResponseStream (write(), close()), usable from any thread."},
     {"respond_sse", (PyCFunction)(void (*)(void))pymx_request_respond_sse,
      METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "

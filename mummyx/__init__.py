@@ -7,6 +7,7 @@ built in.
 from ._mummyx import (BadRequest, ConnectionClosed, Error, HandshakeRefused, MultipartReader, Part,
                       Request, ResponseStream)
 from ._structures import Headers, QueryParams
+from .cookies import set_cookie
 from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
 from .sse import SSEChannel, SSEStream
@@ -34,5 +35,6 @@ __all__ = [
     "UploadedFile",
     "WebSocket",
     "WebSocketEvent",
+    "set_cookie",
 ]
 __version__ = "0.1.0"

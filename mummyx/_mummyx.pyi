@@ -264,6 +264,11 @@ class Request:
         raises BadRequest(413); another Content-Type, BadRequest(400). Cached: a second call
         returns the same FormData.
         """
+    def json(self) -> Any:
+        """The body parsed as JSON; BadRequest (answered 400) when it is not valid UTF-8 JSON."""
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The cookies the client sent (RFC 6265; malformed pairs skipped)."""
     def respond_stream(
         self,
         status: int = 200,

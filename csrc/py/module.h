@@ -177,10 +177,10 @@ void pymx_websocket_deliver(MxCoreObject *core, mx_stream_t *st);
 PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event_id);
 /* writer.c: request.respond_stream() and a handler's returned iterator. GIL held. */
 PyObject *pymx_request_respond_stream(MxRequestObject *self, PyObject *args, PyObject *kwds);
-/* Sends an iterator of str/bytes as a streamed 200 response (headers: extra response headers or
- * None); returns 0, or -1 with an exception set when nothing could be sent. A failure after the
+/* Sends an iterator of str/bytes as a streamed response (headers: the response headers or
+ * NULL); returns 0, or -1 with an exception set when nothing could be sent. A failure after the
  * head went out cuts the connection (mx_stream_abort) and is reported like a handler error. */
-int pymx_respond_iterator(MxRequestObject *self, PyObject *it, PyObject *headers);
+int pymx_respond_iterator(MxRequestObject *self, PyObject *it, int status, PyObject *headers);
 PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames);
 PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

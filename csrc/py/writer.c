@@ -235,7 +235,7 @@ static void close_iterator(PyObject *it) {
         PyErr_SetRaisedException_compat(exc);
 }
 
-int pymx_respond_iterator(MxRequestObject *self, PyObject *it, PyObject *headers) {
+int pymx_respond_iterator(MxRequestObject *self, PyObject *it, int status, PyObject *headers) {
     mx_state *state = pymx_state_of(self);
     /* The first chunk decides the default Content-Type: text for str, octet-stream for bytes. */
     PyObject *first = PyIter_Next(it);
@@ -249,7 +249,7 @@ int pymx_respond_iterator(MxRequestObject *self, PyObject *it, PyObject *headers
                                               ? "text/plain; charset=utf-8"
                                               : "application/octet-stream");
     mx_stream_t *st = NULL;
-    int rc = h ? start(self, 200, h, &st) : -1;
+    int rc = h ? start(self, status, h, &st) : -1;
     Py_XDECREF(h);
     if (rc < 0) {
         Py_XDECREF(first);

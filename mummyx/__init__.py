@@ -8,6 +8,7 @@ from ._mummyx import (BadRequest, ConnectionClosed, Error, HandshakeRefused, Mul
                       Request, ResponseStream)
 from ._structures import Headers, QueryParams
 from .cookies import set_cookie
+from .errors import HTTPError, redirect
 from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
 from .sse import SSEChannel, SSEStream
@@ -20,6 +21,7 @@ __all__ = [
     "FormData",
     "FormFiles",
     "HandshakeRefused",
+    "HTTPError",
     "Headers",
     "Message",
     "MessageKind",
@@ -35,6 +37,7 @@ __all__ = [
     "UploadedFile",
     "WebSocket",
     "WebSocketEvent",
+    "redirect",
     "set_cookie",
 ]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, o
 from . import _mummyx
 from . import websocket as _ws
 from ._structures import Headers, QueryParams
+from .errors import HTTPError
 
 logger = logging.getLogger("mummyx")
 access_logger = logging.getLogger("mummyx.access")
@@ -157,26 +158,7 @@ def _plain(request: Any, status: int) -> None:
 
 
 def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
-    def on_error(request: Any, exc: BaseException) -> None:
-        if isinstance(exc, _mummyx.BadRequest):
-            # invalid content from the client (a malformed form, a limit): its 4xx, not a 500
-            status = getattr(exc, "status", 400)
-            logger.info("%s %s: %d %s", request.method, request.uri, status, exc)
-            if not request.responded:
-                try:
-                    request.respond(status, {"Content-Type": "text/plain; charset=utf-8"},
-                                    f"{_mummyx.status_reason(status)}: {exc}")
-                except (RuntimeError, ValueError):
-                    _plain(request, 400)
-            return
-        if isinstance(exc, (_mummyx.HandshakeRefused, _mummyx.ConnectionClosed)) and (
-                request.responded or isinstance(exc, _mummyx.ConnectionClosed)):
-            # the client's doing (a bad handshake, a vanished or malformed upload), not a bug
-            logger.info("%s %s: %s", request.method, request.uri, exc)
-            _plain(request, 500)
-            return
-        logger.error("handler for %s %s raised", request.method, request.uri,
-                     exc_info=(type(exc), exc, exc.__traceback__))
+    def run_error_handler(request: Any, exc: BaseException) -> None:
         error_handler = router.error_handler if router is not None else None
         if error_handler is not None and not request.responded:
             try:
@@ -186,6 +168,37 @@ def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], N
             except Exception:
                 logger.exception("error_handler raised while handling %s %s",
                                  request.method, request.uri)
+
+    def on_error(request: Any, exc: BaseException) -> None:
+        if isinstance(exc, (_mummyx.BadRequest, HTTPError)):
+            # an answer the handler chose (HTTPError) or the client caused (BadRequest: a
+            # malformed form, a limit): its status, no traceback; the error_handler may render it
+            status = getattr(exc, "status", 400)
+            logger.info("%s %s: %d %s", request.method, request.uri, status, exc)
+            run_error_handler(request, exc)
+            if not request.responded:
+                headers = [("Content-Type", "text/plain; charset=utf-8")]
+                if isinstance(exc, HTTPError):
+                    if any(n.lower() == "content-type" for n, _ in exc.headers):
+                        headers = []
+                    headers += exc.headers
+                    body = exc.body()
+                else:
+                    body = f"{_mummyx.status_reason(status)}: {exc}"
+                try:
+                    request.respond(status, headers, body)
+                except (RuntimeError, ValueError):
+                    _plain(request, status)
+            return
+        if isinstance(exc, (_mummyx.HandshakeRefused, _mummyx.ConnectionClosed)) and (
+                request.responded or isinstance(exc, _mummyx.ConnectionClosed)):
+            # the client's doing (a bad handshake, a vanished or malformed upload), not a bug
+            logger.info("%s %s: %s", request.method, request.uri, exc)
+            _plain(request, 500)
+            return
+        logger.error("handler for %s %s raised", request.method, request.uri,
+                     exc_info=(type(exc), exc, exc.__traceback__))
+        run_error_handler(request, exc)
         _plain(request, 500)
     return on_error
 

@@ -28,11 +28,12 @@ LIBS_ws = -lz
 DEPS_loop = csrc/core/loop.c
 DEPS_pool = csrc/core/pool.c
 DEPS_body = csrc/core/body.c
+DEPS_options = csrc/core/options.c
 LIBS_loop = -lpthread
 LIBS_pool = -lpthread
 LIBS_body = -lpthread
 
-UNIT = http1 router compress utf8 ws_handshake ws_frame multipart loop pool body
+UNIT = http1 router compress utf8 ws_handshake ws_frame multipart loop pool body options
 FUZZ = http1 chunked router ws multipart
 
 .PHONY: test-c fuzz fuzz-run clean-c

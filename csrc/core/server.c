@@ -29,6 +29,10 @@
 
 #include "internal.h"
 
+/* Workers a stop may still wait for once the drain's deadline has passed: enough for one that
+ * is finishing its access log line, far short of a stuck handler. */
+#define MX_STOP_GRACE_NS 250000000LL
+
 static void on_accept(mx_io_t *io, uint32_t events);
 static int server_pass(void *arg);
 
@@ -166,9 +170,43 @@ int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t er
     return 0;
 }
 
+int mx_server_listen_fd(mx_server_t *s, int fd, char *err, size_t errlen) {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    /* Only a listening stream socket will do: anything else would fail at the first accept. */
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        int saved = errno ? errno : EINVAL;
+        snprintf(err, errlen, "descriptor %d is not a listening socket", fd);
+        errno = listening ? saved : EINVAL;
+        return MX_ESYS;
+    }
+    set_nonblock(fd); /* shared with the other processes: they want it non-blocking too */
+    if (ss.ss_family == AF_INET)
+        s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+        s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    else
+        s->is_unix = 1; /* no unix_path: the socket file is whoever bound it's to remove */
+    s->listen_io.fd = fd;
+    return 0;
+}
+
 int mx_server_port(const mx_server_t *s) { return s->port; }
 
 /* ---- accepting ---- */
+
+/* What the listener waits for. EPOLLEXCLUSIVE: when several processes wait on one inherited
+ * socket (worker processes), a new connection wakes one of them instead of all (the thundering
+ * herd); alone it changes nothing. Only EPOLL_CTL_ADD accepts it, which is all the listener
+ * uses (pausing removes and re-adds it). */
+#ifdef EPOLLEXCLUSIVE
+#define MX_LISTEN_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+#else
+#define MX_LISTEN_EVENTS EPOLLIN
+#endif
 
 static void accept_pause(mx_server_t *s, int pause) {
     if (s->listen_io.fd < 0 || s->accept_paused == pause)
@@ -176,7 +214,7 @@ static void accept_pause(mx_server_t *s, int pause) {
     if (pause)
         mx_loop_io_remove(&s->loop, &s->listen_io);
     else
-        mx_loop_io_add(&s->loop, &s->listen_io, EPOLLIN);
+        mx_loop_io_add(&s->loop, &s->listen_io, MX_LISTEN_EVENTS);
     s->accept_paused = pause;
 }
 
@@ -299,7 +337,7 @@ void mx_task_done(mx_server_t *s, mx_task_t *t) { mx_pool_done(&s->pool, t); }
 int mx_server_start(mx_server_t *s) {
     if (s->started)
         return MX_EINVAL;
-    if (s->listen_io.fd >= 0 && mx_loop_io_add(&s->loop, &s->listen_io, EPOLLIN) != 0)
+    if (s->listen_io.fd >= 0 && mx_loop_io_add(&s->loop, &s->listen_io, MX_LISTEN_EVENTS) != 0)
         return MX_ESYS;
     int rc = mx_pool_start(&s->pool);
     if (rc)
@@ -350,12 +388,29 @@ int mx_server_wait(mx_server_t *s, double timeout) {
     return wait_stopped_until(s, timeout < 0 ? NULL : &ts);
 }
 
-void mx_server_stop(mx_server_t *s, double timeout) {
-    if (!s->io_started) {
-        mx_pool_stop(&s->pool); /* a start that failed half-way, or none */
-        return;
+/* The same moment as the monotonic deadline ts, on CLOCK_REALTIME (pthread_timedjoin_np's). */
+static void realtime_of(const struct timespec *ts, struct timespec *rt) {
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, rt);
+    int64_t left = ((int64_t)ts->tv_sec - mono.tv_sec) * 1000000000LL + (ts->tv_nsec - mono.tv_nsec);
+    if (left < 0)
+        left = 0;
+    left += MX_STOP_GRACE_NS;
+    rt->tv_sec += (time_t)(left / 1000000000LL);
+    rt->tv_nsec += (long)(left % 1000000000LL);
+    if (rt->tv_nsec >= 1000000000L) {
+        rt->tv_sec++;
+        rt->tv_nsec -= 1000000000L;
     }
-    struct timespec ts;
+}
+
+int mx_server_stop(mx_server_t *s, double timeout) {
+    if (!s->io_started) {
+        mx_pool_stop(&s->pool); /* a start that failed half-way, or none: no handler ran */
+        return 0;
+    }
+    struct timespec ts, rt;
     deadline_in(&ts, timeout);
     int expected = 0;
     atomic_compare_exchange_strong(&s->stopping, &expected, 1);
@@ -367,18 +422,24 @@ void mx_server_stop(mx_server_t *s, double timeout) {
     }
     pthread_join(s->io_thread, NULL);
     s->io_started = 0;
-    mx_pool_stop(&s->pool);
+    /* Handlers get what is left of the timeout (their clients may be gone already); one stuck
+     * beyond it is left running, so that stop, and the process, end in bounded time. */
+    realtime_of(&ts, &rt);
+    int left = mx_pool_stop_by(&s->pool, &rt);
     if (s->unix_path) {
         unlink(s->unix_path);
         free(s->unix_path);
         s->unix_path = NULL;
     }
+    return left;
 }
 
 void mx_server_free(mx_server_t *s) {
     if (!s)
         return;
     mx_server_stop(s, 0);
+    if (s->pool.abandoned)
+        return; /* a worker left running still reaches s through its task: leak it all */
     if (s->listen_io.fd >= 0)
         close(s->listen_io.fd);
     mx_loop_free(&s->loop); /* drops what was posted to a loop that never ran */

@@ -6,11 +6,14 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _mummyx
+from . import supervisor as _sup
 from . import websocket as _ws
 from ._structures import Headers, QueryParams
 
@@ -236,6 +239,26 @@ def _normalise(kind: str, value: Any) -> Any:
     return value
 
 
+def url_of(host: Optional[str], port: int, unix: Optional[str]) -> str:
+    """``http://host:port`` to reach a server bound to host and port (``unix:/path``)."""
+    if unix is not None:
+        return f"unix:{unix}"
+    host = host or "127.0.0.1"
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+_UNGUARDED_SERVE = (
+    "serve() was called while a worker process imported the app: the script serves at import "
+    "time. Put the serve() call under `if __name__ == \"__main__\":`, as the worker processes "
+    "re-run the script under another name to find the app")
+
+
 # Started servers stay referenced until closed (like running threads), so one is never collected
 # while its native threads run, and the atexit hook can join them all.
 _live_servers: "set[Server]" = set()
@@ -260,8 +283,12 @@ _D = OPTION_DEFAULTS
 class Server:
     """An HTTP/1.1 server running ``handler`` (a Router, or any callable taking a Request).
 
-    The C core runs one I/O thread and ``workers`` native worker threads; handlers may block.
-    Every option's default and meaning is in ``mummyx._mummyx.OPTIONS`` (also ``OPTION_DEFAULTS``).
+    The C core runs one I/O thread and ``threads`` native worker threads; handlers may block.
+    ``processes=N`` (N > 1) makes :meth:`serve` a supervisor of N worker processes, each one
+    such server, sharing one listening socket (see :mod:`mummyx.supervisor`). Every option's
+    default and meaning is in ``mummyx._mummyx.OPTIONS`` (also ``OPTION_DEFAULTS``); the table
+    calls the thread count ``workers``, the name ``threads=`` replaced (``workers=`` still
+    works, with a DeprecationWarning).
     """
 
     def __init__(
@@ -269,6 +296,9 @@ class Server:
         handler: Union[Router, Callable[[Any], Any]],
         *,
         websocket_handler: Optional[Callable[..., Any]] = None,
+        threads: Optional[int] = _D["workers"],
+        processes: int = 1,
+        reuse_port: bool = False,
         workers: Optional[int] = _D["workers"],
         max_headers_len: int = _D["max_headers_len"],
         max_body_len: int = _D["max_body_len"],
@@ -290,9 +320,18 @@ class Server:
         websocket_ping_interval: Optional[float] = _D["websocket_ping_interval"],
         websocket_close_timeout: float = _D["websocket_close_timeout"],
     ) -> None:
+        if workers is not None:
+            warnings.warn("Server(workers=N) is now Server(threads=N) (handler threads per "
+                          "process; processes=N starts worker processes)", DeprecationWarning,
+                          stacklevel=2)
+            if threads is not None and threads != workers:
+                raise TypeError("give threads= or workers= (its old name), not both")
+            threads = workers
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes must be an int of at least 1, not {processes!r}")
         # The table's options by name, read off the parameters (so that adding one to the table
         # and to the signature is all it takes); the core checks each against the table.
-        given = locals()
+        given = dict(locals(), workers=threads)
         options = {name: _normalise(kind, given[name]) for name, kind, *_ in _mummyx.OPTIONS}
         if not isinstance(handler, Router) and not callable(handler):
             raise TypeError("handler must be a Router or a callable taking a Request")
@@ -324,7 +363,16 @@ class Server:
             ws_support=_ws.SUPPORT,
             options=options,
         )
-        self.workers: int = self._core.workers
+        self.threads: int = self._core.workers
+        self.workers: int = self.threads  # the old name of threads
+        self.processes = processes
+        self.reuse_port = bool(reuse_port)
+        # What a worker process passes to Server() to make this one again (plain values only).
+        self._worker_options: Dict[str, Any] = {
+            ("threads" if name == "workers" else name): value for name, value in options.items()}
+        self._worker_options.update(access_log=bool(access_log),
+                                    shutdown_timeout=self.shutdown_timeout)
+        self._supervised = False  # serving as a worker process
         self._host: Optional[str] = None
         self._unix: Optional[str] = None
         self._started = False
@@ -333,13 +381,23 @@ class Server:
 
     # ---- lifecycle ----
 
-    def _bind_and_start(self, port: int, host: Optional[str], unix: Optional[str]) -> None:
+    def _check_startable(self) -> None:
+        if self._started:
+            raise RuntimeError("server already started")
+        if self._closed:
+            raise RuntimeError("server is closed")
+
+    def _bind_and_start(self, port: int, host: Optional[str], unix: Optional[str],
+                        fd: Optional[int] = None) -> None:
         with self._lock:
-            if self._started:
-                raise RuntimeError("server already started")
-            if self._closed:
-                raise RuntimeError("server is closed")
-            if unix is not None:
+            self._check_startable()
+            if self.processes > 1 and fd is None:
+                raise RuntimeError(f"processes={self.processes} runs worker processes under "
+                                   "serve(), which supervises them; start() serves in this "
+                                   "process only (use processes=1)")
+            if fd is not None:
+                self._core.listen_fd(fd)
+            elif unix is not None:
                 self._core.listen_unix(os.fspath(unix))
                 self._unix = os.fspath(unix)
             else:
@@ -358,7 +416,21 @@ class Server:
 
     def serve(self, port: int = 8080, host: str = "localhost", *, unix: Optional[str] = None) -> None:
         """Bind and serve until Ctrl-C (raises KeyboardInterrupt after draining) or SIGTERM
-        (returns normally after draining)."""
+        (returns normally after draining). A handler still running ``shutdown_timeout`` seconds
+        into the drain is not waited for: its client is cut off, serve() returns, and the
+        process can exit with the handler's thread still inside it.
+
+        With ``processes=N`` (N > 1) this process becomes the supervisor of N worker processes
+        and must be the main thread; each worker imports the app afresh, so the Server (or its
+        Router) must be a module-level variable of an importable module or of the script run
+        (whose ``serve()`` call must then sit under ``if __name__ == "__main__":``). Raises
+        :class:`mummyx.supervisor.WorkerFailed` when a worker cannot start or workers keep dying.
+        """
+        if self.processes > 1:
+            self._serve_processes(port, host, unix)
+            return
+        if _sup.importing_in_worker():
+            raise RuntimeError(_UNGUARDED_SERVE)
         self._bind_and_start(port, host, unix)
         terminated = threading.Event()
         previous = None
@@ -383,6 +455,79 @@ class Server:
                 signal.signal(signal.SIGTERM, previous)
         self.close()
 
+    def _serve_processes(self, port: int, host: str, unix: Optional[str]) -> None:
+        """serve() with processes > 1: this process supervises, the workers serve."""
+        if _sup.importing_in_worker():
+            raise RuntimeError(_UNGUARDED_SERVE)
+        with self._lock:
+            self._check_startable()
+            self._started = True  # a supervisor serves once, as a server does
+        # The Server itself, as the module made it; else its handler, given this one's options.
+        app, options = _sup.find_app(self), None
+        if app is None and self.websocket_handler is None:
+            app, options = _sup.find_app(self.handler), self._worker_options
+        if app is None:
+            raise RuntimeError(
+                f"processes={self.processes} starts each worker process as a fresh interpreter, "
+                "which must import the app: assign the Server (or its Router, when there is no "
+                "websocket_handler) to a module-level variable of an importable module or of "
+                "the script being run, or serve it with `python -m mummyx module:attr "
+                f"--workers {self.processes}`")
+        sock = self._bind_for_workers(port, host, unix)
+        spec: Dict[str, Any] = {"app": app, "sys_path": sys.path, "options": options,
+                                "reuse_port": getattr(self, "_worker_reuse", None)}
+        try:
+            self._host, self._unix = host, (os.fspath(unix) if unix is not None else None)
+            self._supervisor_port = sock.getsockname()[1] if unix is None else 0
+            supervisor = _sup.Supervisor(
+                spec, self.processes, sock, shutdown_timeout=self.shutdown_timeout,
+                on_ready=lambda: logger.info("serving on %s with %d worker processes",
+                                             self.url, self.processes))
+            ended_by = supervisor.run()
+        finally:
+            sock.close()
+            if unix is not None:
+                try:
+                    os.unlink(unix)
+                except OSError:
+                    pass
+            self._closed = True
+        if ended_by == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def _bind_for_workers(self, port: int, host: str, unix: Optional[str]) -> Any:
+        backlog = int(self._worker_options["backlog"])
+        if unix is not None:
+            if self.reuse_port:
+                raise ValueError("reuse_port=True is for TCP; a Unix socket is always shared")
+            return _sup.bind_unix(os.fspath(unix), backlog)
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"invalid port: {port!r}")
+        if not self.reuse_port:
+            return _sup.bind_tcp(host, port, backlog)
+        # Hold the port (bound, not listening, so it takes no connection) for the workers' own
+        # SO_REUSEPORT sockets: port 0 then means one port for all of them.
+        held = _sup.bind_tcp(host, port, backlog, reuse_port=True, listen=False)
+        self._worker_reuse = {"host": host, "port": held.getsockname()[1], "backlog": backlog}
+        return held
+
+    def _serve_worker(self, fd: int, ready_fd: int, supervisor_pid: int) -> None:
+        """Serves as one worker process: on the inherited listening socket fd, telling the
+        supervisor through ready_fd once serving, until SIGTERM or until the supervisor is gone."""
+        self._supervised = True
+        self._bind_and_start(0, None, None, fd=fd)
+        terminated = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
+        try:
+            os.write(ready_fd, b"ready")
+            os.close(ready_fd)
+            while not terminated.is_set() and os.getppid() == supervisor_pid:
+                if self._core.wait(0.2):
+                    break
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
     def close(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, let in-flight requests finish (up to ``timeout`` seconds, by default
         ``shutdown_timeout``), then close every connection and join every thread."""
@@ -393,7 +538,10 @@ class Server:
                 return
             self._closed = True
         if self._started:
-            self._core.stop(float(timeout))
+            left = self._core.stop(float(timeout))
+            if left:
+                logger.warning("%d handler thread(s) still running %.1f s after the shutdown "
+                               "began; not waiting for them", left, timeout)
         _live_servers.discard(self)
 
     def __enter__(self) -> "Server":
@@ -409,21 +557,12 @@ class Server:
     @property
     def port(self) -> int:
         """The bound TCP port (0 before start or for a Unix socket)."""
-        return int(self._core.port)
+        return int(self._core.port) or getattr(self, "_supervisor_port", 0)
 
     @property
     def url(self) -> str:
         """``http://host:port`` of the bound address (``unix:/path`` for a Unix socket)."""
-        if self._unix is not None:
-            return f"unix:{self._unix}"
-        host = self._host or "127.0.0.1"
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return url_of(self._host, self.port, self._unix)
 
     @property
     def closed(self) -> bool:

@@ -511,15 +511,16 @@ class Server:
         self._worker_reuse = {"host": host, "port": held.getsockname()[1], "backlog": backlog}
         return held
 
-    def _serve_worker(self, fd: int, ready_fd: int, supervisor_pid: int) -> None:
+    def _serve_worker(self, fd: int, ready_fd: int, supervisor_pid: int, notice: str = "") -> None:
         """Serves as one worker process: on the inherited listening socket fd, telling the
-        supervisor through ready_fd once serving, until SIGTERM or until the supervisor is gone."""
+        supervisor through ready_fd once serving (with a notice for it to print once), until
+        SIGTERM or until the supervisor is gone."""
         self._supervised = True
         self._bind_and_start(0, None, None, fd=fd)
         terminated = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
         try:
-            os.write(ready_fd, b"ready")
+            os.write(ready_fd, _sup.READY + notice.encode())
             os.close(ready_fd)
             while not terminated.is_set() and os.getppid() == supervisor_pid:
                 if self._core.wait(0.2):

@@ -34,13 +34,16 @@ import stat
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 logger = logging.getLogger("mummyx")
 
 # The worker's instructions (JSON), in its environment: how to find the app, its options, which
 # descriptors it inherited.
 SPEC_ENV = "MUMMYX_WORKER_SPEC"
+# What a worker writes to its ready pipe once it serves, followed by a warning for the
+# supervisor to print once (or nothing); end of file without it means it failed to start.
+READY = b"ready"
 
 # Replacing a worker: a death within QUICK seconds of serving (or before) counts towards a crash
 # loop, which ends the supervisor after CRASH_LOOP of them in a row; deaths within WINDOW seconds
@@ -213,11 +216,12 @@ def worker_main() -> int:
     except cli._ImportFailed as exc:
         return cli._report_import_failure(exc)
     options = spec.get("options")
+    notice = ""
     if isinstance(target, Server):
         server = target
-        if spec.get("ignored") and spec["index"] == 0:
-            print(f"{cli.PROG}: warning: {spec['app']['attr']} is a Server, which keeps its own "
-                  f"options; ignoring {', '.join(spec['ignored'])}", file=sys.stderr)
+        if spec.get("ignored"):  # said once, by the supervisor (see _check_ready)
+            notice = (f"{cli.PROG}: warning: {spec['app']['attr']} is a Server, which keeps its "
+                      f"own options; ignoring {', '.join(spec['ignored'])}")
     elif options is not None:
         try:
             server = Server(target, **options)
@@ -232,7 +236,7 @@ def worker_main() -> int:
             fd = sock.detach()
         else:
             fd = spec["fd"]
-        server._serve_worker(fd, spec["ready_fd"], spec["supervisor"])
+        server._serve_worker(fd, spec["ready_fd"], spec["supervisor"], notice)
     except (OSError, ValueError, RuntimeError) as exc:
         return cli._fail(f"cannot serve: {exc}", cli.EXIT_ERROR)
     return 0
@@ -300,6 +304,7 @@ class Supervisor:
         self.hup = False
         self.failures = 0  # quick deaths in a row
         self.deaths: List[float] = []  # recent unexpected deaths (for the backoff)
+        self.notices: Set[str] = set()  # warnings the workers sent with their "ready"
 
     # ---- starting workers ----
 
@@ -333,7 +338,7 @@ class Supervisor:
         self.deaths = [t for t in self.deaths if now - t < WINDOW] + [now]
         if len(self.deaths) <= 1:
             return 0.0
-        return min(BACKOFF * 2 ** (len(self.deaths) - 2), BACKOFF_MAX)
+        return float(min(BACKOFF * 2.0 ** (len(self.deaths) - 2), BACKOFF_MAX))
 
     # ---- what happened ----
 
@@ -341,13 +346,17 @@ class Supervisor:
         if child.ready_r < 0:
             return
         try:
-            data = os.read(child.ready_r, 16)
+            data = os.read(child.ready_r, 4096)
         except BlockingIOError:
             return
         child.close_ready()
         if not data:
             return  # it exited before serving: reaping says how
         child.ready_at = now
+        notice = data[len(READY):].decode(errors="replace")
+        if notice and notice not in self.notices:  # what every worker would say, said once
+            self.notices.add(notice)
+            print(notice, file=sys.stderr, flush=True)
         old = child.replaces
         if old is not None:  # a SIGHUP successor serves: its predecessor may drain now
             self.successors[child.slot] = None
@@ -479,8 +488,8 @@ class Supervisor:
             raise
         finally:
             signal.set_wakeup_fd(old_wakeup)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            for handled_signum, handler in previous.items():
+                signal.signal(handled_signum, handler)
             os.close(wake_r)
             os.close(wake_w)
             for child in self._all_children():

@@ -32,6 +32,8 @@
 /* Workers a stop may still wait for once the drain's deadline has passed: enough for one that
  * is finishing its access log line, far short of a stuck handler. */
 #define MX_STOP_GRACE_NS 250000000LL
+/* How long a draining worker process leaves idle keep-alive connections open (server_pass). */
+#define MX_DRAIN_IDLE_GRACE_MS 250
 
 static void on_accept(mx_io_t *io, uint32_t events);
 static int server_pass(void *arg);
@@ -191,6 +193,7 @@ int mx_server_listen_fd(mx_server_t *s, int fd, char *err, size_t errlen) {
     else
         s->is_unix = 1; /* no unix_path: the socket file is whoever bound it's to remove */
     s->listen_io.fd = fd;
+    s->shared_listener = 1;
     return 0;
 }
 
@@ -265,12 +268,26 @@ static void on_accept(mx_io_t *io, uint32_t events) {
 
 /* ---- the pass hook: accept resumption and the drain ---- */
 
-/* While stopping: closes connections with nothing in flight, tells streams the server is going. */
-static void drain_idle_conns(mx_server_t *s) {
+/* Whether a request the loop has not read yet waits in c's socket. A keep-alive client sends its
+ * next request as soon as the previous answer is in: closing the connection then would reset a
+ * request nobody answered (a failed request in a rolling restart), where reading it gets it
+ * answered, with Connection: close, as a stopping server answers every request. */
+static int has_unread_input(const mx_conn_t *c) {
+    char byte;
+    return c->io.fd >= 0 && recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* While stopping: closes connections with nothing in flight (once idle_too, see server_pass),
+ * tells streams the server is going. */
+static void drain_idle_conns(mx_server_t *s, int idle_too) {
     for (mx_conn_t *c = s->conns; c; c = c->next) {
         if (c->io.closing)
             continue;
-        if (atomic_load(&s->stopping) >= 2 || (!c->pipe_head && c->rpos == c->rlen)) {
+        int idle = !c->pipe_head && c->rpos == c->rlen;
+        if (idle && !c->stream && !idle_too)
+            continue; /* may still bring one more request, answered with Connection: close */
+        if (atomic_load(&s->stopping) >= 2 ||
+            (idle && (c->stream || !has_unread_input(c)))) {
             mx__conn_close(c);
             continue;
         }
@@ -287,18 +304,24 @@ static void drain_idle_conns(mx_server_t *s) {
 static int server_pass(void *arg) {
     mx_server_t *s = arg;
     if (atomic_load(&s->stopping)) {
+        int64_t now = mx_loop_now(&s->loop);
         if (s->listen_io.fd >= 0) {
             accept_pause(s, 1);
             close(s->listen_io.fd);
             s->listen_io.fd = -1;
+            s->drain_since = now ? now : 1;
         }
-        drain_idle_conns(s);
+        /* On a shared listener (a rolling restart: a sibling serves on), an idle keep-alive
+         * connection gets a moment to send the request its client may be writing right now, so
+         * that it is answered rather than reset; alone, nothing would serve that client anyway. */
+        int64_t wait = s->shared_listener ? s->drain_since + MX_DRAIN_IDLE_GRACE_MS - now : 0;
+        drain_idle_conns(s, wait <= 0);
         size_t open = 0;
         for (mx_conn_t *c = s->conns; c; c = c->next)
             open += !c->io.closing;
         if (open == 0)
             mx_loop_stop(&s->loop); /* the closed ones are freed at the end of this pass */
-        return -1;
+        return wait > 0 ? (int)wait : -1;
     }
     if (!s->accept_paused)
         return -1;

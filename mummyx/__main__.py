@@ -103,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     # None: the option is not passed on, so Server takes the core's default
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help=_option_help("workers") + "; per process")
-    parser.add_argument("--reuse-port", action="store_true",
-                        help="with --workers: each process binds its own SO_REUSEPORT socket "
-                             "instead of sharing one")
+    parser.add_argument("--reuse-port", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --workers: each process binds its own SO_REUSEPORT socket, "
+                             "which spreads connections evenly (the default for TCP), or "
+                             "(--no-reuse-port) all share one socket")
     parser.add_argument("--max-body-len", type=_non_negative_int, default=None, metavar="N",
                         help=_option_help("max_body_len"))
     parser.add_argument("--access-log", action="store_true",
@@ -275,17 +276,10 @@ def _supervise(args: argparse.Namespace, processes: int) -> int:
                             "sys_path": sys.path, "options": _server_options(args),
                             "ignored": _ignored_for_server(args), "log_level": args.log_level}
     try:
-        if args.unix is not None:
-            if args.reuse_port:
-                return _fail("--reuse-port is for TCP; a Unix socket is always shared",
-                             EXIT_USAGE)
-            sock = sup.bind_unix(args.unix, backlog)
-        elif args.reuse_port:
-            sock = sup.bind_tcp(args.host, args.port, backlog, reuse_port=True, listen=False)
-            spec["reuse_port"] = {"host": args.host, "port": sock.getsockname()[1],
-                                  "backlog": backlog}
-        else:
-            sock = sup.bind_tcp(args.host, args.port, backlog)
+        sock, spec["reuse_port"] = sup.bind_for_workers(args.host, args.port, args.unix, backlog,
+                                                        args.reuse_port)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
     except OSError as exc:
         return _fail(f"cannot serve: {exc.strerror or exc}", EXIT_ERROR)
     url = url_of(args.host, sock.getsockname()[1] if args.unix is None else 0, args.unix)
@@ -315,9 +309,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         processes = _processes(parser, args)
         if processes > 1:
             return _supervise(args, processes)
-        if args.reuse_port:
-            print(f"{PROG}: warning: --reuse-port only matters with --workers 2 or more",
-                  file=sys.stderr)
         try:
             target = load_target(args.target)
         except TargetError as exc:

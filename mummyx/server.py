@@ -298,7 +298,7 @@ class Server:
         websocket_handler: Optional[Callable[..., Any]] = None,
         threads: Optional[int] = _D["workers"],
         processes: int = 1,
-        reuse_port: bool = False,
+        reuse_port: Optional[bool] = None,
         workers: Optional[int] = _D["workers"],
         max_headers_len: int = _D["max_headers_len"],
         max_body_len: int = _D["max_body_len"],
@@ -366,7 +366,7 @@ class Server:
         self.threads: int = self._core.workers
         self.workers: int = self.threads  # the old name of threads
         self.processes = processes
-        self.reuse_port = bool(reuse_port)
+        self.reuse_port = reuse_port  # None: the default (for TCP yes, see mummyx.supervisor)
         # What a worker process passes to Server() to make this one again (plain values only).
         self._worker_options: Dict[str, Any] = {
             ("threads" if name == "workers" else name): value for name, value in options.items()}
@@ -473,9 +473,11 @@ class Server:
                 "websocket_handler) to a module-level variable of an importable module or of "
                 "the script being run, or serve it with `python -m mummyx module:attr "
                 f"--workers {self.processes}`")
-        sock = self._bind_for_workers(port, host, unix)
+        sock, reuse = _sup.bind_for_workers(host, port, None if unix is None else os.fspath(unix),
+                                            int(self._worker_options["backlog"]),
+                                            self.reuse_port)
         spec: Dict[str, Any] = {"app": app, "sys_path": sys.path, "options": options,
-                                "reuse_port": getattr(self, "_worker_reuse", None)}
+                                "reuse_port": reuse}
         try:
             self._host, self._unix = host, (os.fspath(unix) if unix is not None else None)
             self._supervisor_port = sock.getsockname()[1] if unix is None else 0
@@ -494,22 +496,6 @@ class Server:
             self._closed = True
         if ended_by == signal.SIGINT:
             raise KeyboardInterrupt
-
-    def _bind_for_workers(self, port: int, host: str, unix: Optional[str]) -> Any:
-        backlog = int(self._worker_options["backlog"])
-        if unix is not None:
-            if self.reuse_port:
-                raise ValueError("reuse_port=True is for TCP; a Unix socket is always shared")
-            return _sup.bind_unix(os.fspath(unix), backlog)
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"invalid port: {port!r}")
-        if not self.reuse_port:
-            return _sup.bind_tcp(host, port, backlog)
-        # Hold the port (bound, not listening, so it takes no connection) for the workers' own
-        # SO_REUSEPORT sockets: port 0 then means one port for all of them.
-        held = _sup.bind_tcp(host, port, backlog, reuse_port=True, listen=False)
-        self._worker_reuse = {"host": host, "port": held.getsockname()[1], "backlog": backlog}
-        return held
 
     def _serve_worker(self, fd: int, ready_fd: int, supervisor_pid: int, notice: str = "") -> None:
         """Serves as one worker process: on the inherited listening socket fd, telling the

@@ -10,13 +10,16 @@ the listening socket and stderr, and SIGHUP then also loads new code. The cost i
 object cannot cross: ``Server(router, processes=N)`` must be findable as a module-level variable
 (see :func:`find_app`).
 
-The port is shared as one socket bound here, before any worker exists, and inherited by every
-worker, which registers it with ``EPOLLEXCLUSIVE`` (csrc/core/server.c): a new connection wakes
-one worker, the backlog survives a worker's death or restart, and a draining worker simply stops
-accepting. ``reuse_port=True`` instead lets each worker bind its own ``SO_REUSEPORT`` socket (the
-kernel spreads connections by a hash of their addresses); the supervisor then only holds the
-port, bound but not listening, and connections still queued on a worker's socket when it exits
-are reset.
+Sharing the port, two ways (the numbers that chose the default are in docs/architecture.md):
+- ``reuse_port`` (the default for TCP): each worker binds its own ``SO_REUSEPORT`` socket and the
+  kernel spreads connections over them by a hash of their addresses, evenly. The supervisor
+  holds the port, bound but not listening (see :func:`bind_for_workers`). Connections still
+  queued on a worker's socket when it exits are reset.
+- one socket (``reuse_port=False``, and always for a Unix socket): bound here before any worker
+  exists and inherited by every worker, which registers it with ``EPOLLEXCLUSIVE``
+  (csrc/core/server.c): a new connection wakes one worker, and the backlog survives a worker's
+  death or restart; but the worker that wakes first takes whole bursts of connections, so the
+  spread is uneven.
 
 Everything here runs on the thread that called :func:`Supervisor.run`, which must be the main
 thread (it handles SIGTERM, SIGINT and SIGHUP), and starts no thread of its own.
@@ -34,7 +37,7 @@ import stat
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 logger = logging.getLogger("mummyx")
 
@@ -91,6 +94,30 @@ def bind_tcp(host: Optional[str], port: int, backlog: int, *, reuse_port: bool =
             sock.close()
     code = last.errno if last is not None and last.errno else errno.EADDRNOTAVAIL
     raise OSError(code, f"cannot listen on {host or '*'}:{port}: {os.strerror(code)}")
+
+
+def bind_for_workers(host: Optional[str], port: int, unix: Optional[str], backlog: int,
+                     reuse_port: Optional[bool]) -> Tuple[socket.socket, Optional[Dict[str, Any]]]:
+    """What the supervisor binds before starting workers: (socket, the workers' ``reuse_port``
+    instructions or None). ``reuse_port`` None means the default: True for TCP, where it spreads
+    connections evenly (docs/architecture.md, Processes), False for a Unix socket.
+
+    With reuse_port the socket only holds the port: bound first without SO_REUSEPORT, so that
+    a port someone else holds (another server with SO_REUSEPORT included) fails here with
+    EADDRINUSE instead of being silently shared, and only then marked SO_REUSEPORT so that this
+    supervisor's own workers can bind beside it. It never listens, so it takes no connection.
+    """
+    if unix is not None:
+        if reuse_port:
+            raise ValueError("reuse_port is for TCP; a Unix socket is always shared")
+        return bind_unix(unix, backlog), None
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"invalid port: {port!r}")
+    if reuse_port is False:
+        return bind_tcp(host, port, backlog), None
+    held = bind_tcp(host, port, backlog, listen=False)
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return held, {"host": host, "port": held.getsockname()[1], "backlog": backlog}
 
 
 def bind_unix(path: str, backlog: int) -> socket.socket:

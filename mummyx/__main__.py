@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     # None: the option is not passed on, so Server takes the core's default
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                         help=_option_help("workers") + "; per process")
+    parser.add_argument("--max-requests", type=_positive_int, default=None, metavar="N",
+                        help="with --workers: replace a worker process after it handled N "
+                             "requests (a new one serves before it drains)")
+    parser.add_argument("--max-requests-jitter", type=_non_negative_int, default=0, metavar="N",
+                        help="add a random 0..N to --max-requests per process, so that workers "
+                             "do not all restart at once (default: %(default)s)")
     parser.add_argument("--reuse-port", action=argparse.BooleanOptionalAction, default=None,
                         help="with --workers: each process binds its own SO_REUSEPORT socket, "
                              "which spreads connections evenly (the default for TCP), or "
@@ -249,6 +255,9 @@ def _server_options(args: argparse.Namespace) -> "dict[str, Any]":
         options["threads"] = args.threads
     if args.max_body_len is not None:
         options["max_body_len"] = args.max_body_len
+    if args.max_requests is not None:
+        options.update(max_requests=args.max_requests,
+                       max_requests_jitter=args.max_requests_jitter)
     return options
 
 
@@ -256,6 +265,7 @@ def _ignored_for_server(args: argparse.Namespace) -> List[str]:
     """The flags a Server target does not take (it keeps its own options)."""
     return [flag for flag, value in (("--threads", args.threads),
                                      ("--max-body-len", args.max_body_len),
+                                     ("--max-requests", args.max_requests),
                                      ("--access-log", args.access_log or None))
             if value is not None]
 

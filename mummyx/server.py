@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import itertools
 import json
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -253,6 +256,35 @@ def url_of(host: Optional[str], port: int, unix: Optional[str]) -> str:
     return f"http://{host}:{port}"
 
 
+class _Recycler:
+    """``max_requests``: counts handler calls and, at the limit (plus up to ``jitter``, drawn
+    once per process so that workers started together do not all recycle together), asks the
+    supervisor once for a replacement, through the worker's status pipe. The supervisor starts
+    the new worker and drains this one once the new one serves. Without a supervisor (one
+    process) nothing asks, and nothing happens."""
+
+    def __init__(self, limit: int, jitter: int) -> None:
+        self.limit = limit + (random.randint(0, jitter) if jitter else 0)
+        self._calls = itertools.count(1)  # next() on a count is atomic under the GIL
+        self.status_fd = -1
+
+    def tick(self) -> None:
+        if next(self._calls) == self.limit and self.status_fd >= 0:
+            try:
+                os.write(self.status_fd, _sup.RECYCLE + b"\n")
+            except OSError:  # pragma: no cover - the supervisor is gone: nothing to ask
+                pass
+
+    def counting(self, handler: Handler) -> Handler:
+        tick = self.tick
+
+        @functools.wraps(handler)
+        def counted(request: Any) -> Any:
+            tick()
+            return handler(request)
+        return counted
+
+
 _UNGUARDED_SERVE = (
     "serve() was called while a worker process imported the app: the script serves at import "
     "time. Put the serve() call under `if __name__ == \"__main__\":`, as the worker processes "
@@ -299,6 +331,8 @@ class Server:
         threads: Optional[int] = _D["workers"],
         processes: int = 1,
         reuse_port: Optional[bool] = None,
+        max_requests: Optional[int] = None,
+        max_requests_jitter: int = 0,
         workers: Optional[int] = _D["workers"],
         max_headers_len: int = _D["max_headers_len"],
         max_body_len: int = _D["max_body_len"],
@@ -329,6 +363,11 @@ class Server:
             threads = workers
         if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
             raise ValueError(f"processes must be an int of at least 1, not {processes!r}")
+        for name, value, least in (("max_requests", max_requests, 1),
+                                   ("max_requests_jitter", max_requests_jitter, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < least):
+                raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
         # The table's options by name, read off the parameters (so that adding one to the table
         # and to the signature is all it takes); the core checks each against the table.
         given = dict(locals(), workers=threads)
@@ -341,15 +380,18 @@ class Server:
         self.access_log = access_log
         self.shutdown_timeout = float(shutdown_timeout)
         router = handler if isinstance(handler, Router) else None
+        # max_requests: every handler call counts towards the worker process's recycling.
+        self._recycler = _Recycler(max_requests, max_requests_jitter) if max_requests else None
+        count = self._recycler.counting if self._recycler else (lambda h: h)
         routes = None
         if router is not None:
             routes = [
-                (m, p, h, max_body_len if mb is _UNSET else (-1 if mb is None else mb), st)
+                (m, p, count(h), max_body_len if mb is _UNSET else (-1 if mb is None else mb), st)
                 for m, p, h, mb, st in router._routes
             ]
         self._core = _mummyx.Core(
             routes,
-            None if isinstance(handler, Router) else handler,
+            None if isinstance(handler, Router) else count(handler),
             router.not_found_handler if router is not None else None,
             router.method_not_allowed_handler if router is not None else None,
             _make_on_error(router),
@@ -371,7 +413,9 @@ class Server:
         self._worker_options: Dict[str, Any] = {
             ("threads" if name == "workers" else name): value for name, value in options.items()}
         self._worker_options.update(access_log=bool(access_log),
-                                    shutdown_timeout=self.shutdown_timeout)
+                                    shutdown_timeout=self.shutdown_timeout,
+                                    max_requests=max_requests,
+                                    max_requests_jitter=max_requests_jitter)
         self._supervised = False  # serving as a worker process
         self._host: Optional[str] = None
         self._unix: Optional[str] = None
@@ -497,17 +541,20 @@ class Server:
         if ended_by == signal.SIGINT:
             raise KeyboardInterrupt
 
-    def _serve_worker(self, fd: int, ready_fd: int, supervisor_pid: int, notice: str = "") -> None:
+    def _serve_worker(self, fd: int, status_fd: int, supervisor_pid: int, notice: str = "") -> None:
         """Serves as one worker process: on the inherited listening socket fd, telling the
-        supervisor through ready_fd once serving (with a notice for it to print once), until
+        supervisor through status_fd once serving (with a notice for it to print once), until
         SIGTERM or until the supervisor is gone."""
         self._supervised = True
         self._bind_and_start(0, None, None, fd=fd)
         terminated = threading.Event()
         previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
         try:
-            os.write(ready_fd, _sup.READY + notice.encode())
-            os.close(ready_fd)
+            os.write(status_fd, _sup.READY + notice.encode() + b"\n")
+            if self._recycler is not None:
+                self._recycler.status_fd = status_fd  # kept open: RECYCLE goes there later
+            else:
+                os.close(status_fd)
             while not terminated.is_set() and os.getppid() == supervisor_pid:
                 if self._core.wait(0.2):
                     break

@@ -44,9 +44,11 @@ logger = logging.getLogger("mummyx")
 # The worker's instructions (JSON), in its environment: how to find the app, its options, which
 # descriptors it inherited.
 SPEC_ENV = "MUMMYX_WORKER_SPEC"
-# What a worker writes to its ready pipe once it serves, followed by a warning for the
-# supervisor to print once (or nothing); end of file without it means it failed to start.
+# A worker's status pipe, lines from the worker to the supervisor: READY once it serves, followed
+# by a warning for the supervisor to print once (or nothing); RECYCLE when it reached
+# max_requests and wants a successor. End of file before READY means it failed to start.
 READY = b"ready"
+RECYCLE = b"recycle"
 
 # Replacing a worker: a death within QUICK seconds of serving (or before) counts towards a crash
 # loop, which ends the supervisor after CRASH_LOOP of them in a row; deaths within WINDOW seconds
@@ -246,7 +248,7 @@ def worker_main() -> int:
     notice = ""
     if isinstance(target, Server):
         server = target
-        if spec.get("ignored"):  # said once, by the supervisor (see _check_ready)
+        if spec.get("ignored"):  # said once, by the supervisor (see _ready)
             notice = (f"{cli.PROG}: warning: {spec['app']['attr']} is a Server, which keeps its "
                       f"own options; ignoring {', '.join(spec['ignored'])}")
     elif options is not None:
@@ -263,7 +265,7 @@ def worker_main() -> int:
             fd = sock.detach()
         else:
             fd = spec["fd"]
-        server._serve_worker(fd, spec["ready_fd"], spec["supervisor"], notice)
+        server._serve_worker(fd, spec["status_fd"], spec["supervisor"], notice)
     except (OSError, ValueError, RuntimeError) as exc:
         return cli._fail(f"cannot serve: {exc}", cli.EXIT_ERROR)
     return 0
@@ -277,23 +279,24 @@ _WORKER_CODE = "import sys, mummyx.supervisor as s; sys.exit(s.worker_main())"
 class _Child:
     """One worker process, from its start to the moment it is reaped."""
 
-    def __init__(self, proc: "subprocess.Popen[bytes]", ready_r: int, slot: int) -> None:
+    def __init__(self, proc: "subprocess.Popen[bytes]", status_r: int, slot: int) -> None:
         self.proc = proc
-        self.ready_r = ready_r  # -1 once read (ready) or closed
+        self.status_r = status_r  # the status pipe (READY, RECYCLE); -1 once closed
         self.slot = slot
         self.started_at = time.monotonic()
         self.ready_at: Optional[float] = None
         self.kill_at: Optional[float] = None  # set once asked to stop: SIGKILL after this
-        self.replaces: Optional[_Child] = None  # a SIGHUP successor: the child it takes over from
+        self.replaces: Optional[_Child] = None  # a successor: the child it takes over from
+        self.pending = b""  # a status line not yet complete
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def close_ready(self) -> None:
-        if self.ready_r >= 0:
-            os.close(self.ready_r)
-            self.ready_r = -1
+    def close_status(self) -> None:
+        if self.status_r >= 0:
+            os.close(self.status_r)
+            self.status_r = -1
 
 
 def _describe(status: int) -> str:
@@ -336,9 +339,9 @@ class Supervisor:
     # ---- starting workers ----
 
     def _spawn(self, slot: int) -> _Child:
-        ready_r, ready_w = os.pipe()
-        fds = [ready_w]
-        spec = dict(self.spec, index=slot, ready_fd=ready_w, supervisor=os.getpid())
+        status_r, status_w = os.pipe()
+        fds = [status_w]
+        spec = dict(self.spec, index=slot, status_fd=status_w, supervisor=os.getpid())
         if not spec.get("reuse_port"):
             spec["fd"] = self.sock.fileno()
             fds.append(self.sock.fileno())
@@ -350,9 +353,9 @@ class Supervisor:
             proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], pass_fds=fds, env=env,
                                     start_new_session=True)
         finally:
-            os.close(ready_w)
-        os.set_blocking(ready_r, False)
-        child = _Child(proc, ready_r, slot)
+            os.close(status_w)
+        os.set_blocking(status_r, False)
+        child = _Child(proc, status_r, slot)
         logger.debug("started worker process %d (slot %d)", child.pid, slot)
         return child
 
@@ -369,18 +372,33 @@ class Supervisor:
 
     # ---- what happened ----
 
-    def _check_ready(self, child: _Child, now: float) -> None:
-        if child.ready_r < 0:
+    def _read_status(self, child: _Child, now: float) -> None:
+        """Takes what the worker wrote to its status pipe (READY, RECYCLE lines)."""
+        if child.status_r < 0:
             return
         try:
-            data = os.read(child.ready_r, 4096)
+            data = os.read(child.status_r, 4096)
         except BlockingIOError:
             return
-        child.close_ready()
-        if not data:
-            return  # it exited before serving: reaping says how
+        if not data:  # it exited (before serving, or later: reaping says how)
+            child.close_status()
+            return
+        child.pending += data
+        while b"\n" in child.pending:
+            line, child.pending = child.pending.split(b"\n", 1)
+            if line.startswith(READY) and child.ready_at is None:
+                self._ready(child, now, line[len(READY):].decode(errors="replace"))
+            elif line == RECYCLE and self.stop_signal is None:
+                self._recycle(child)
+
+    def _recycle(self, child: _Child) -> None:
+        """A worker reached max_requests: a successor takes its slot, then it drains."""
+        if self.slots[child.slot] is child and self.successors[child.slot] is None:
+            logger.info("worker process %d reached max_requests; replacing it", child.pid)
+            self._succeed(child)
+
+    def _ready(self, child: _Child, now: float, notice: str) -> None:
         child.ready_at = now
-        notice = data[len(READY):].decode(errors="replace")
         if notice and notice not in self.notices:  # what every worker would say, said once
             self.notices.add(notice)
             print(notice, file=sys.stderr, flush=True)
@@ -398,7 +416,7 @@ class Supervisor:
                 self.on_ready()
 
     def _reaped(self, child: _Child, status: int, now: float) -> None:
-        child.close_ready()
+        child.close_status()
         if child in self.draining:
             self.draining.remove(child)
             if status not in (0, -signal.SIGTERM):
@@ -457,9 +475,14 @@ class Supervisor:
         logger.info("SIGHUP: restarting %d worker processes", self.processes)
         for slot, current in enumerate(self.slots):
             if current is not None and self.successors[slot] is None:
-                successor = self._spawn(slot)
-                successor.replaces = current
-                self.successors[slot] = successor
+                self._succeed(current)
+
+    def _succeed(self, child: _Child) -> None:
+        """Starts the successor of child, in its slot; child drains once the successor serves
+        (_ready), so the slot never goes without a serving worker."""
+        successor = self._spawn(child.slot)
+        successor.replaces = child
+        self.successors[child.slot] = successor
 
     def _step(self, now: float) -> None:
         if self.stop_signal is not None:
@@ -476,7 +499,7 @@ class Supervisor:
                 self.respawn_at[slot] = None
                 self.slots[slot] = self._spawn(slot)
         for child in self._all_children():
-            self._check_ready(child, now)
+            self._read_status(child, now)
             status = child.proc.poll()
             if status is not None:
                 self._reaped(child, status, now)
@@ -503,7 +526,7 @@ class Supervisor:
                 self._step(time.monotonic())
                 if self.stop_signal is not None and not self._all_children():
                     return self.stop_signal
-                waiting = [c.ready_r for c in self._all_children() if c.ready_r >= 0]
+                waiting = [c.status_r for c in self._all_children() if c.status_r >= 0]
                 select.select([wake_r, *waiting], [], [], TICK)
                 try:
                     while os.read(wake_r, 64):
@@ -520,7 +543,7 @@ class Supervisor:
             os.close(wake_r)
             os.close(wake_w)
             for child in self._all_children():
-                child.close_ready()
+                child.close_status()
 
     def _kill_all(self) -> None:
         """On the way out after a failure: SIGTERM every worker, SIGKILL what is left after the

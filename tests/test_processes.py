@@ -71,13 +71,14 @@ SINGLE = textwrap.dedent('''
 ''')
 
 
-def _env(port: int) -> Dict[str, str]:
+def _env(port: int, **extra: str) -> Dict[str, str]:
     env = dict(os.environ)
     root = str(Path(mummyx.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
     env["PYTHONUNBUFFERED"] = "1"
     env["PORT"] = str(port)
     env.pop("WEB_CONCURRENCY", None)
+    env.update(extra)
     return env
 
 
@@ -101,11 +102,11 @@ def get(port: int, path: str = "/", timeout: float = 5.0) -> Tuple[int, str]:
 class Supervised:
     """A supervisor process (CLI or script) and, through /proc, its workers."""
 
-    def __init__(self, cwd: Path, args: List[str], port: int) -> None:
+    def __init__(self, cwd: Path, args: List[str], port: int, **env: str) -> None:
         self.port = port
         self.out = open(cwd / f"out-{port}.txt", "w+")
         self.err = open(cwd / f"err-{port}.txt", "w+")
-        self.proc = subprocess.Popen([sys.executable, *args], cwd=str(cwd), env=_env(port),
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=str(cwd), env=_env(port, **env),
                                      stdout=self.out, stderr=self.err)
         self.seen: Set[int] = set()  # every worker pid ever seen, to kill them all at the end
 
@@ -170,10 +171,10 @@ def app_dir(tmp_path: Path) -> Path:
 def supervise(app_dir: Path) -> Iterator[Callable[..., Supervised]]:
     started: List[Supervised] = []
 
-    def start(*args: str, port: Optional[int] = None, wait: bool = True) -> Supervised:
+    def start(*args: str, port: Optional[int] = None, wait: bool = True, **env: str) -> Supervised:
         port = port or free_port()
         sup = Supervised(app_dir, [*args, "--port", str(port)] if args[0] == "-m" else list(args),
-                         port)
+                         port, **env)
         started.append(sup)
         if wait:
             sup.wait_serving()
@@ -306,8 +307,14 @@ def test_workers_is_deprecated_for_threads() -> None:
 
 # ---- supervision ----
 
-def test_a_killed_worker_is_replaced_within_a_second_under_load(supervise) -> None:
-    sup = supervise("-m", "mummyx", "app:router", "--workers", "2")
+# The two ways to share the port: a socket per worker (the default), one inherited socket.
+SHARING = [["--reuse-port"], ["--no-reuse-port"]]
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+def test_a_killed_worker_is_replaced_within_a_second_under_load(supervise,
+                                                                 sharing: List[str]) -> None:
+    sup = supervise("-m", "mummyx", "app:router", "--workers", "2", *sharing)
     before = sup.workers()
     load = Load(sup.port)
     try:
@@ -327,7 +334,7 @@ def test_a_killed_worker_is_replaced_within_a_second_under_load(supervise) -> No
     finally:
         load.stop()
     assert replaced is not None and replaced < 1.0, f"replaced after {replaced}"
-    # Only connections the killed worker held can fail; the shared socket keeps its backlog.
+    # Only connections the killed worker held (or, with reuse_port, had queued) can fail.
     assert len(load.failed) <= 8, load.failed
     assert served_before_stop > 50
     assert "died (signal SIGKILL)" in sup.stderr
@@ -427,3 +434,58 @@ def _quiet(fn: Callable[[], object]) -> None:
         fn()
     except Exception:
         pass
+
+
+# ---- restarts ----
+
+
+@pytest.mark.parametrize("sharing", SHARING)
+def test_sighup_replaces_every_worker_without_a_failed_request(supervise,
+                                                                sharing: List[str]) -> None:
+    sup = supervise("-m", "mummyx", "app:router", "--workers", "2", *sharing)
+    before = set(sup.workers())
+    load = Load(sup.port)
+    try:
+        time.sleep(0.3)
+        sup.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            now = set(sup.workers())
+            if len(now) == 2 and not now & before:
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    after = set(sup.workers())
+    assert len(after) == 2 and not after & before, (before, after)
+    assert load.failed == [], load.failed[:5]
+    served_by = set(load.ok)
+    assert served_by & before and served_by & after, (served_by, before, after)
+    assert "SIGHUP: restarting 2 worker processes" in sup.stderr
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.stderr
+
+
+def test_max_requests_recycles_workers_gracefully(supervise) -> None:
+    sup = supervise("-m", "mummyx", "app:router", "--workers", "2", "--max-requests", "20",
+                    "--max-requests-jitter", "5")
+    first = set(sup.workers())
+    load = Load(sup.port, threads=4)
+    try:
+        # Two generations of workers: the first two recycled, and their successors too.
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline and len(set(load.ok) - first) < 4:
+            time.sleep(0.05)
+    finally:
+        load.stop()
+    assert load.failed == [], load.failed[:5]
+    assert len(set(load.ok) - first) >= 4, load.ok
+    assert sup.stderr.count("reached max_requests; replacing it") >= 4, sup.stderr
+    # a recycled worker drained and exited: the supervisor keeps exactly two
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < deadline and len(sup.workers()) != 2:
+        time.sleep(0.05)
+    assert len(sup.workers()) == 2 and not set(sup.workers()) & first
+    sup.proc.send_signal(signal.SIGTERM)
+    assert sup.wait() == 0, sup.stderr

@@ -299,6 +299,20 @@ static void drain_idle_conns(mx_server_t *s, int idle_too) {
     }
 }
 
+/* Before a worker process closes its own SO_REUSEPORT listener: the connections the kernel
+ * already queued on it would be reset by the close (no sibling takes them over), so they are
+ * accepted and served, as in-flight requests are. An inherited shared socket needs none of this:
+ * closing this process's copy leaves its queue to the siblings. */
+static void accept_queued(mx_server_t *s) {
+    int reuse = 0;
+    socklen_t len = sizeof(reuse);
+    if (!s->shared_listener ||
+        getsockopt(s->listen_io.fd, SOL_SOCKET, SO_REUSEPORT, &reuse, &len) != 0 || !reuse)
+        return;
+    for (int round = 0; round < 16; round++) /* each accepts up to 64; EAGAIN ends it early */
+        on_accept(&s->listen_io, EPOLLIN);
+}
+
 /* Once per loop pass (loop.h). When stopping, the listener closes, idle connections close, and
  * the loop ends in the pass where the last connection is closed. */
 static int server_pass(void *arg) {
@@ -306,6 +320,7 @@ static int server_pass(void *arg) {
     if (atomic_load(&s->stopping)) {
         int64_t now = mx_loop_now(&s->loop);
         if (s->listen_io.fd >= 0) {
+            accept_queued(s);
             accept_pause(s, 1);
             close(s->listen_io.fd);
             s->listen_io.fd = -1;

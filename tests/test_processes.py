@@ -381,8 +381,9 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def test_a_stuck_worker_is_stopped_in_bounded_time(supervise) -> None:
-    sup = supervise("app.py")  # shutdown_timeout=1.0
+def _sigterm_with_a_stuck_request(sup: Supervised) -> Tuple[float, List[object]]:
+    """Sends SIGTERM while a request sits in /stuck (time.sleep(60)); checks the exit status is
+    0 and returns (seconds the exit took, [what the stuck request got])."""
     result: List[object] = []
 
     def call() -> None:
@@ -393,12 +394,19 @@ def test_a_stuck_worker_is_stopped_in_bounded_time(supervise) -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.4)
+    time.sleep(0.4)  # the request is in its handler
     t0 = time.monotonic()
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait() == 0, sup.stderr
-    assert time.monotonic() - t0 < 4.0
+    seconds = time.monotonic() - t0
     caller.join(10.0)
+    return seconds, result
+
+
+def test_a_stuck_worker_is_stopped_in_bounded_time(supervise) -> None:
+    sup = supervise("app.py")  # shutdown_timeout=1.0
+    seconds, result = _sigterm_with_a_stuck_request(sup)
+    assert seconds < 4.0
     assert result and not (isinstance(result[0], tuple) and result[0][0] == 200)
     assert not sup.workers()
 
@@ -415,25 +423,14 @@ def test_single_process_serve_returns_despite_a_stuck_handler(supervise, app_dir
             except OSError:
                 assert time.monotonic() < deadline, sup.stderr
                 time.sleep(0.05)
-        caller = threading.Thread(target=lambda: _quiet(lambda: get(port, "/stuck", 10.0)))
-        caller.start()
-        time.sleep(0.4)
-        t0 = time.monotonic()
-        sup.proc.send_signal(signal.SIGTERM)
-        assert sup.wait() == 0, sup.stderr
-        assert time.monotonic() - t0 < 3.0
+        seconds, result = _sigterm_with_a_stuck_request(sup)
+        assert seconds < 3.0  # shutdown_timeout=1.0, then 0.25 s for the workers
         assert "serve returned" in sup.stdout
         assert "1 handler thread(s) still running" in sup.stderr
-        caller.join(10.0)
+        assert result and not (isinstance(result[0], tuple) and result[0][0] == 200)
     finally:
         sup.cleanup()
 
-
-def _quiet(fn: Callable[[], object]) -> None:
-    try:
-        fn()
-    except Exception:
-        pass
 
 
 # ---- restarts ----
@@ -489,3 +486,15 @@ def test_max_requests_recycles_workers_gracefully(supervise) -> None:
     assert len(sup.workers()) == 2 and not set(sup.workers()) & first
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.wait() == 0, sup.stderr
+
+
+def test_workers_exit_when_the_supervisor_is_killed(supervise) -> None:
+    sup = supervise("-m", "mummyx", "app:router", "--workers", "2")
+    workers = sup.workers()
+    sup.proc.kill()
+    sup.proc.wait(STOP_TIMEOUT)
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") and not _is_zombie(p)
+                                              for p in workers):
+        time.sleep(0.05)
+    assert not any(os.path.exists(f"/proc/{p}") and not _is_zombie(p) for p in workers)

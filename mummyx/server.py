@@ -503,6 +503,9 @@ class Server:
         """serve() with processes > 1: this process supervises, the workers serve."""
         if _sup.importing_in_worker():
             raise RuntimeError(_UNGUARDED_SERVE)
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"processes={self.processes}: serve() must run in the main thread, "
+                               "where the supervisor handles SIGTERM, SIGINT and SIGHUP")
         with self._lock:
             self._check_startable()
             self._started = True  # a supervisor serves once, as a server does

@@ -13,8 +13,8 @@ object cannot cross: ``Server(router, processes=N)`` must be findable as a modul
 Sharing the port, two ways (the numbers that chose the default are in docs/architecture.md):
 - ``reuse_port`` (the default for TCP): each worker binds its own ``SO_REUSEPORT`` socket and the
   kernel spreads connections over them by a hash of their addresses, evenly. The supervisor
-  holds the port, bound but not listening (see :func:`bind_for_workers`). Connections still
-  queued on a worker's socket when it exits are reset.
+  holds the port, bound but not listening (see :func:`bind_for_workers`). A worker that stops
+  serves what was queued on its socket first; one that dies takes its queue with it.
 - one socket (``reuse_port=False``, and always for a Unix socket): bound here before any worker
   exists and inherited by every worker, which registers it with ``EPOLLEXCLUSIVE``
   (csrc/core/server.c): a new connection wakes one worker, and the backlog survives a worker's
@@ -119,7 +119,9 @@ def bind_for_workers(host: Optional[str], port: int, unix: Optional[str], backlo
         return bind_tcp(host, port, backlog), None
     held = bind_tcp(host, port, backlog, listen=False)
     held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    return held, {"host": host, "port": held.getsockname()[1], "backlog": backlog}
+    # The address it resolved to (a name may resolve differently later), and the port (for 0).
+    address, bound_port = held.getsockname()[:2]
+    return held, {"host": address, "port": bound_port, "backlog": backlog}
 
 
 def bind_unix(path: str, backlog: int) -> socket.socket:
@@ -231,7 +233,8 @@ def worker_main() -> int:
     from .server import Server
 
     spec = json.loads(os.environ.pop(SPEC_ENV))
-    # Ctrl-C reaches the whole process group; the supervisor turns it into one SIGTERM each.
+    # A worker runs in a session of its own, away from the terminal's Ctrl-C: the supervisor
+    # stops it with SIGTERM, and a stray SIGINT must not cut its drain short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for path in reversed(spec["sys_path"]):
         if path not in sys.path:
@@ -283,7 +286,6 @@ class _Child:
         self.proc = proc
         self.status_r = status_r  # the status pipe (READY, RECYCLE); -1 once closed
         self.slot = slot
-        self.started_at = time.monotonic()
         self.ready_at: Optional[float] = None
         self.kill_at: Optional[float] = None  # set once asked to stop: SIGKILL after this
         self.replaces: Optional[_Child] = None  # a successor: the child it takes over from
@@ -341,7 +343,7 @@ class Supervisor:
     def _spawn(self, slot: int) -> _Child:
         status_r, status_w = os.pipe()
         fds = [status_w]
-        spec = dict(self.spec, index=slot, status_fd=status_w, supervisor=os.getpid())
+        spec = dict(self.spec, status_fd=status_w, supervisor=os.getpid())
         if not spec.get("reuse_port"):
             spec["fd"] = self.sock.fileno()
             fds.append(self.sock.fileno())

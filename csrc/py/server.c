@@ -73,6 +73,11 @@ static int core_stop_nogil(MxCoreObject *self, double timeout) {
     Py_BEGIN_ALLOW_THREADS
     left = mx_server_stop(s, timeout);
     Py_END_ALLOW_THREADS
+    /* A worker left in a stuck handler still runs the bridge with this Core as its context
+     * (core->server, the callbacks) once the handler returns: the Core is leaked with the server
+     * it owns, on purpose, rather than freed under it. */
+    if (left > 0)
+        Py_INCREF(self);
     return left;
 }
 

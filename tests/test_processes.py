@@ -498,3 +498,46 @@ def test_workers_exit_when_the_supervisor_is_killed(supervise) -> None:
                                               for p in workers):
         time.sleep(0.05)
     assert not any(os.path.exists(f"/proc/{p}") and not _is_zombie(p) for p in workers)
+
+
+def test_a_script_serving_outside_its_main_guard_is_told_why(app_dir: Path) -> None:
+    (app_dir / "unguarded.py").write_text(textwrap.dedent('''
+        import os
+        from mummyx import Router, Server
+        router = Router()
+        server = Server(router, processes=2)
+        server.serve(int(os.environ["PORT"]), "127.0.0.1")
+    '''))
+    result = subprocess.run([sys.executable, "unguarded.py"], cwd=str(app_dir),
+                            env=_env(free_port()), capture_output=True, text=True,
+                            timeout=START_TIMEOUT)
+    assert result.returncode == 1
+    assert 'if __name__ == "__main__":' in result.stderr
+    assert "WorkerFailed" in result.stderr and "failed to start" in result.stderr
+
+
+def test_unix_socket_is_shared_by_the_workers(supervise, app_dir: Path, tmp_path: Path) -> None:
+    path = str(tmp_path / "w.sock")
+    sup = Supervised(app_dir, ["-m", "mummyx", "app:router", "--workers", "2", "--unix", path], 0)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(sup.workers()) < 2 or not os.path.exists(path):
+            assert time.monotonic() < deadline and sup.proc.poll() is None, sup.stderr
+            time.sleep(0.05)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5.0)
+            s.connect(path)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and int(reply.split(b"\r\n\r\n")[1]) in sup.workers()
+        sup.proc.send_signal(signal.SIGTERM)
+        assert sup.wait() == 0, sup.stderr
+        assert not os.path.exists(path)
+    finally:
+        sup.cleanup()
+    result = subprocess.run([sys.executable, "-m", "mummyx", "app:router", "--workers", "2",
+                             "--unix", path, "--reuse-port"], cwd=str(app_dir), env=_env(0),
+                            capture_output=True, text=True, timeout=START_TIMEOUT)
+    assert result.returncode == 2 and "reuse_port is for TCP" in result.stderr

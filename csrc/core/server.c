@@ -284,7 +284,7 @@ static void drain_idle_conns(mx_server_t *s, int idle_too) {
         if (c->io.closing)
             continue;
         int idle = !c->pipe_head && c->rpos == c->rlen;
-        if (idle && !c->stream && !idle_too)
+        if (idle && !c->stream && !idle_too && atomic_load(&s->stopping) < 2)
             continue; /* may still bring one more request, answered with Connection: close */
         if (atomic_load(&s->stopping) >= 2 ||
             (idle && (c->stream || !has_unread_input(c)))) {
@@ -324,8 +324,9 @@ static int server_pass(void *arg) {
             accept_pause(s, 1);
             close(s->listen_io.fd);
             s->listen_io.fd = -1;
-            s->drain_since = now ? now : 1;
         }
+        if (!s->drain_since)
+            s->drain_since = now ? now : 1; /* 0 means "not yet" */
         /* On a shared listener (a rolling restart: a sibling serves on), an idle keep-alive
          * connection gets a moment to send the request its client may be writing right now, so
          * that it is answered rather than reset; alone, nothing would serve that client anyway. */
@@ -431,7 +432,8 @@ static void realtime_of(const struct timespec *ts, struct timespec *rt) {
     struct timespec mono;
     clock_gettime(CLOCK_MONOTONIC, &mono);
     clock_gettime(CLOCK_REALTIME, rt);
-    int64_t left = ((int64_t)ts->tv_sec - mono.tv_sec) * 1000000000LL + (ts->tv_nsec - mono.tv_nsec);
+    int64_t left = ((int64_t)ts->tv_sec - mono.tv_sec) * 1000000000LL +
+                   (ts->tv_nsec - mono.tv_nsec);
     if (left < 0)
         left = 0;
     left += MX_STOP_GRACE_NS;

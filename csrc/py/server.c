@@ -461,7 +461,8 @@ static PyMethodDef core_methods[] = {
     {"listen_fd", (PyCFunction)core_listen_fd, METH_O,
      "listen_fd(fd) -> port: serve on an inherited listening socket (owns it from then on)"},
     {"start", (PyCFunction)core_start, METH_NOARGS, "start the I/O thread and the workers"},
-    {"stop", (PyCFunction)core_stop, METH_O, "stop(timeout) -> threads left in a stuck handler: drain, then close everything"},
+    {"stop", (PyCFunction)core_stop, METH_O,
+     "stop(timeout) -> threads left in a stuck handler: drain, then close everything"},
     {"wait", (PyCFunction)core_wait, METH_O, "wait(timeout) -> True once stopped"},
     {NULL, NULL, 0, NULL},
 };

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Serve a mummyx Router, handler or Server from an importable module.",
-        epilog=f"Example: {PROG} myapp:router --port 8000 --workers 32",
+        epilog=f"Example: {PROG} myapp:router --port 8000 --workers 4 --threads 16",
     )
     parser.add_argument(
         "target", metavar="module:attr",
@@ -97,9 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TCP port (default: %(default)s; 0 picks a free one)")
     parser.add_argument("--unix", metavar="PATH",
                         help="listen on this Unix socket instead of --host/--port")
-    # None: the option is not passed on, so Server takes the core's default
     parser.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                        help=_option_help("workers"))
+                        help="worker processes, sharing the port under a supervisor (default: "
+                             "$WEB_CONCURRENCY, else 1: serve in this process)")
+    # None: the option is not passed on, so Server takes the core's default
+    parser.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                        help=_option_help("workers") + "; per process")
+    parser.add_argument("--max-requests", type=_positive_int, default=None, metavar="N",
+                        help="with --workers: replace a worker process after it handled N "
+                             "requests (a new one serves before it drains)")
+    parser.add_argument("--max-requests-jitter", type=_non_negative_int, default=0, metavar="N",
+                        help="add a random 0..N to --max-requests per process, so that workers "
+                             "do not all restart at once (default: %(default)s)")
+    parser.add_argument("--reuse-port", action=argparse.BooleanOptionalAction, default=None,
+                        help="with --workers: each process binds its own SO_REUSEPORT socket, "
+                             "which spreads connections evenly (the default for TCP), or "
+                             "(--no-reuse-port) all share one socket")
     parser.add_argument("--max-body-len", type=_non_negative_int, default=None, metavar="N",
                         help=_option_help("max_body_len"))
     parser.add_argument("--access-log", action="store_true",
@@ -111,17 +124,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def split_target(target: str) -> "tuple[str, str]":
+    """``"module:attr"`` as (module, attr); TargetError when it is not of that form."""
+    module_name, sep, attrs = target.partition(":")
+    module_name, attrs = module_name.strip(), attrs.strip()
+    if not sep or not module_name or not attrs:
+        raise TargetError(f"target must look like 'module:attr' (e.g. 'myapp:router'), "
+                          f"not {target!r}")
+    return module_name, attrs
+
+
 def load_target(target: str) -> Any:
     """Imports ``module`` and returns the object ``attr`` names (``"module:attr"``).
 
     Raises TargetError when the target is malformed, the module does not exist or the attribute
     is missing; _ImportFailed when the module exists but raises while it is imported.
     """
-    module_name, sep, attrs = target.partition(":")
-    module_name, attrs = module_name.strip(), attrs.strip()
-    if not sep or not module_name or not attrs:
-        raise TargetError(f"target must look like 'module:attr' (e.g. 'myapp:router'), "
-                          f"not {target!r}")
+    module_name, attrs = split_target(target)
     # As uvicorn does: the application is looked for in the current directory first, also when
     # started through the 'mummyx' console script (python -m already puts it on sys.path).
     cwd = os.getcwd()
@@ -180,6 +199,15 @@ def _fail(message: str, status: int) -> int:
     return status
 
 
+def _report_import_failure(exc: _ImportFailed) -> int:
+    """Prints the traceback of the app's import and says so; returns the exit status."""
+    cause = exc.__cause__
+    assert cause is not None
+    traceback.print_exception(type(cause), cause, cause.__traceback__)
+    return _fail(f"importing module {exc.args[0]!r} raised {type(cause).__name__} "
+                 "(traceback above)", EXIT_ERROR)
+
+
 def _serve(server: Server, args: argparse.Namespace) -> int:
     """Starts the server, prints its URL and waits for SIGTERM or Ctrl-C."""
     terminated = threading.Event()
@@ -206,40 +234,108 @@ def _serve(server: Server, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _processes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """--workers, else $WEB_CONCURRENCY (as uvicorn and gunicorn read it), else 1."""
+    if args.workers is not None:
+        return int(args.workers)
+    env = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if not env:
+        return 1
+    try:
+        return _positive_int(env)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"WEB_CONCURRENCY: {exc}")
+        raise  # pragma: no cover - parser.error exits
+
+
+def _server_options(args: argparse.Namespace) -> "dict[str, Any]":
+    """The Server options the command line sets (the others keep the core's defaults)."""
+    options: dict[str, Any] = {"access_log": args.access_log}
+    if args.threads is not None:
+        options["threads"] = args.threads
+    if args.max_body_len is not None:
+        options["max_body_len"] = args.max_body_len
+    if args.max_requests is not None:
+        options.update(max_requests=args.max_requests,
+                       max_requests_jitter=args.max_requests_jitter)
+    return options
+
+
+def _ignored_for_server(args: argparse.Namespace) -> List[str]:
+    """The flags a Server target does not take (it keeps its own options)."""
+    return [flag for flag, value in (("--threads", args.threads),
+                                     ("--max-body-len", args.max_body_len),
+                                     ("--max-requests", args.max_requests),
+                                     ("--access-log", args.access_log or None))
+            if value is not None]
+
+
+def _supervise(args: argparse.Namespace, processes: int) -> int:
+    """--workers N > 1: this process binds the socket and supervises N worker processes, each
+    importing the target itself (this one never does)."""
+    from . import supervisor as sup
+    from .server import OPTION_DEFAULTS, url_of
+
+    try:
+        split_target(args.target)
+    except TargetError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    _setup_logging(args.log_level)
+    backlog = int(OPTION_DEFAULTS["backlog"])
+    spec: dict[str, Any] = {"app": {"target": args.target, "attr": args.target},
+                            "sys_path": sys.path, "options": _server_options(args),
+                            "ignored": _ignored_for_server(args), "log_level": args.log_level}
+    try:
+        sock, spec["reuse_port"] = sup.bind_for_workers(args.host, args.port, args.unix, backlog,
+                                                        args.reuse_port)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail(f"cannot serve: {exc.strerror or exc}", EXIT_ERROR)
+    url = url_of(args.host, sock.getsockname()[1] if args.unix is None else 0, args.unix)
+    try:
+        supervisor = sup.Supervisor(
+            spec, processes, sock, shutdown_timeout=10.0,
+            on_ready=lambda: print(f"Serving on {url} with {processes} worker processes "
+                                   "(Ctrl-C to stop)", flush=True))
+        ended_by = supervisor.run()
+    except sup.WorkerFailed as exc:
+        return _fail(str(exc), exc.status)
+    finally:
+        sock.close()
+        if args.unix is not None:
+            try:
+                os.unlink(args.unix)
+            except OSError:
+                pass
+    return EXIT_INTERRUPTED if ended_by == signal.SIGINT else EXIT_OK
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line; returns the exit status (the console script exits with it)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        processes = _processes(parser, args)
+        if processes > 1:
+            return _supervise(args, processes)
         try:
             target = load_target(args.target)
         except TargetError as exc:
             return _fail(str(exc), EXIT_USAGE)
         except _ImportFailed as exc:
-            cause = exc.__cause__
-            assert cause is not None
-            traceback.print_exception(type(cause), cause, cause.__traceback__)
-            return _fail(f"importing module {exc.args[0]!r} raised "
-                         f"{type(cause).__name__} (traceback above)", EXIT_ERROR)
+            return _report_import_failure(exc)
         # Only now, so that a failed start leaves the logging configuration as it was.
         _setup_logging(args.log_level)
         if isinstance(target, Server):
-            ignored = [flag for flag, value in (("--workers", args.workers),
-                                                ("--max-body-len", args.max_body_len),
-                                                ("--access-log", args.access_log or None))
-                       if value is not None]
+            ignored = _ignored_for_server(args)
             if ignored:
                 print(f"{PROG}: warning: {args.target} is a Server, which keeps its own "
                       f"options; ignoring {', '.join(ignored)}", file=sys.stderr)
             server = target
         else:
-            options: dict[str, Any] = {"access_log": args.access_log}
-            if args.workers is not None:
-                options["workers"] = args.workers
-            if args.max_body_len is not None:
-                options["max_body_len"] = args.max_body_len
             try:
-                server = Server(target, **options)
+                server = Server(target, **_server_options(args))
             except (TypeError, ValueError) as exc:
                 return _fail(f"cannot create the server: {exc}", EXIT_USAGE)
         return _serve(server, args)

@@ -351,10 +351,14 @@ class Core:
         """Bind and listen; returns the bound port. Raises OSError."""
     def listen_unix(self, path: str | bytes | os.PathLike[str] | os.PathLike[bytes], /) -> None:
         """Bind and listen on a Unix socket (a stale socket file is replaced). Raises OSError."""
+    def listen_fd(self, fd: int, /) -> int:
+        """Serve on an inherited listening socket (owned from then on); returns its port (0 for
+        a Unix socket). Raises OSError when ``fd`` is not a listening socket."""
     def start(self) -> None:
         """Start the I/O thread and the workers."""
-    def stop(self, timeout: float, /) -> None:
-        """Stop accepting, drain for up to ``timeout`` seconds, close everything, join threads."""
+    def stop(self, timeout: float, /) -> int:
+        """Stop accepting, drain for up to ``timeout`` seconds, close everything, join threads;
+        returns how many worker threads were left running in a handler stuck past the timeout."""
     def wait(self, timeout: float, /) -> bool:
         """Block up to ``timeout`` seconds (GIL released); True once stopped."""
     @property

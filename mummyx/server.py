@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import atexit
+import functools
+import itertools
 import json
 import logging
 import os
+import random
 import signal
+import sys
 import threading
 import time
+import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union, overload
 
 from . import _mummyx
+from . import supervisor as _sup
 from . import websocket as _ws
 from ._structures import Headers, QueryParams
 from .errors import HTTPError
@@ -249,6 +255,55 @@ def _normalise(kind: str, value: Any) -> Any:
     return value
 
 
+def url_of(host: Optional[str], port: int, unix: Optional[str]) -> str:
+    """``http://host:port`` to reach a server bound to host and port (``unix:/path``)."""
+    if unix is not None:
+        return f"unix:{unix}"
+    host = host or "127.0.0.1"
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class _Recycler:
+    """``max_requests``: counts handler calls and, at the limit (plus up to ``jitter``, drawn
+    once per process so that workers started together do not all recycle together), asks the
+    supervisor once for a replacement, through the worker's status pipe. The supervisor starts
+    the new worker and drains this one once the new one serves. Without a supervisor (one
+    process) nothing asks, and nothing happens."""
+
+    def __init__(self, limit: int, jitter: int) -> None:
+        self.limit = limit + (random.randint(0, jitter) if jitter else 0)
+        self._calls = itertools.count(1)  # next() on a count is atomic under the GIL
+        self.status_fd = -1
+
+    def tick(self) -> None:
+        if next(self._calls) == self.limit and self.status_fd >= 0:
+            try:
+                os.write(self.status_fd, _sup.RECYCLE + b"\n")
+            except OSError:  # pragma: no cover - the supervisor is gone: nothing to ask
+                pass
+
+    def counting(self, handler: Handler) -> Handler:
+        tick = self.tick
+
+        @functools.wraps(handler)
+        def counted(request: Any) -> Any:
+            tick()
+            return handler(request)
+        return counted
+
+
+_UNGUARDED_SERVE = (
+    "serve() was called while a worker process imported the app: the script serves at import "
+    "time. Put the serve() call under `if __name__ == \"__main__\":`, as the worker processes "
+    "re-run the script under another name to find the app")
+
+
 # Started servers stay referenced until closed (like running threads), so one is never collected
 # while its native threads run, and the atexit hook can join them all.
 _live_servers: "set[Server]" = set()
@@ -273,8 +328,12 @@ _D = OPTION_DEFAULTS
 class Server:
     """An HTTP/1.1 server running ``handler`` (a Router, or any callable taking a Request).
 
-    The C core runs one I/O thread and ``workers`` native worker threads; handlers may block.
-    Every option's default and meaning is in ``mummyx._mummyx.OPTIONS`` (also ``OPTION_DEFAULTS``).
+    The C core runs one I/O thread and ``threads`` native worker threads; handlers may block.
+    ``processes=N`` (N > 1) makes :meth:`serve` a supervisor of N worker processes, each one
+    such server, sharing one listening socket (see :mod:`mummyx.supervisor`). Every option's
+    default and meaning is in ``mummyx._mummyx.OPTIONS`` (also ``OPTION_DEFAULTS``); the table
+    calls the thread count ``workers``, the name ``threads=`` replaced (``workers=`` still
+    works, with a DeprecationWarning).
     """
 
     def __init__(
@@ -282,6 +341,11 @@ class Server:
         handler: Union[Router, Callable[[Any], Any]],
         *,
         websocket_handler: Optional[Callable[..., Any]] = None,
+        threads: Optional[int] = _D["workers"],
+        processes: int = 1,
+        reuse_port: Optional[bool] = None,
+        max_requests: Optional[int] = None,
+        max_requests_jitter: int = 0,
         workers: Optional[int] = _D["workers"],
         max_headers_len: int = _D["max_headers_len"],
         max_body_len: int = _D["max_body_len"],
@@ -303,9 +367,23 @@ class Server:
         websocket_ping_interval: Optional[float] = _D["websocket_ping_interval"],
         websocket_close_timeout: float = _D["websocket_close_timeout"],
     ) -> None:
+        if workers is not None:
+            warnings.warn("Server(workers=N) is now Server(threads=N) (handler threads per "
+                          "process; processes=N starts worker processes)", DeprecationWarning,
+                          stacklevel=2)
+            if threads is not None and threads != workers:
+                raise TypeError("give threads= or workers= (its old name), not both")
+            threads = workers
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes must be an int of at least 1, not {processes!r}")
+        for name, value, least in (("max_requests", max_requests, 1),
+                                   ("max_requests_jitter", max_requests_jitter, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < least):
+                raise ValueError(f"{name} must be an int of at least {least}, not {value!r}")
         # The table's options by name, read off the parameters (so that adding one to the table
         # and to the signature is all it takes); the core checks each against the table.
-        given = locals()
+        given = dict(locals(), workers=threads)
         options = {name: _normalise(kind, given[name]) for name, kind, *_ in _mummyx.OPTIONS}
         if not isinstance(handler, Router) and not callable(handler):
             raise TypeError("handler must be a Router or a callable taking a Request")
@@ -315,15 +393,18 @@ class Server:
         self.access_log = access_log
         self.shutdown_timeout = float(shutdown_timeout)
         router = handler if isinstance(handler, Router) else None
+        # max_requests: every handler call counts towards the worker process's recycling.
+        self._recycler = _Recycler(max_requests, max_requests_jitter) if max_requests else None
+        count = self._recycler.counting if self._recycler else (lambda h: h)
         routes = None
         if router is not None:
             routes = [
-                (m, p, h, max_body_len if mb is _UNSET else (-1 if mb is None else mb), st)
+                (m, p, count(h), max_body_len if mb is _UNSET else (-1 if mb is None else mb), st)
                 for m, p, h, mb, st in router._routes
             ]
         self._core = _mummyx.Core(
             routes,
-            None if isinstance(handler, Router) else handler,
+            None if isinstance(handler, Router) else count(handler),
             router.not_found_handler if router is not None else None,
             router.method_not_allowed_handler if router is not None else None,
             _make_on_error(router),
@@ -337,7 +418,18 @@ class Server:
             ws_support=_ws.SUPPORT,
             options=options,
         )
-        self.workers: int = self._core.workers
+        self.threads: int = self._core.workers
+        self.workers: int = self.threads  # the old name of threads
+        self.processes = processes
+        self.reuse_port = reuse_port  # None: the default (for TCP yes, see mummyx.supervisor)
+        # What a worker process passes to Server() to make this one again (plain values only).
+        self._worker_options: Dict[str, Any] = {
+            ("threads" if name == "workers" else name): value for name, value in options.items()}
+        self._worker_options.update(access_log=bool(access_log),
+                                    shutdown_timeout=self.shutdown_timeout,
+                                    max_requests=max_requests,
+                                    max_requests_jitter=max_requests_jitter)
+        self._supervised = False  # serving as a worker process
         self._host: Optional[str] = None
         self._unix: Optional[str] = None
         self._started = False
@@ -346,13 +438,23 @@ class Server:
 
     # ---- lifecycle ----
 
-    def _bind_and_start(self, port: int, host: Optional[str], unix: Optional[str]) -> None:
+    def _check_startable(self) -> None:
+        if self._started:
+            raise RuntimeError("server already started")
+        if self._closed:
+            raise RuntimeError("server is closed")
+
+    def _bind_and_start(self, port: int, host: Optional[str], unix: Optional[str],
+                        fd: Optional[int] = None) -> None:
         with self._lock:
-            if self._started:
-                raise RuntimeError("server already started")
-            if self._closed:
-                raise RuntimeError("server is closed")
-            if unix is not None:
+            self._check_startable()
+            if self.processes > 1 and fd is None:
+                raise RuntimeError(f"processes={self.processes} runs worker processes under "
+                                   "serve(), which supervises them; start() serves in this "
+                                   "process only (use processes=1)")
+            if fd is not None:
+                self._core.listen_fd(fd)
+            elif unix is not None:
                 self._core.listen_unix(os.fspath(unix))
                 self._unix = os.fspath(unix)
             else:
@@ -371,7 +473,21 @@ class Server:
 
     def serve(self, port: int = 8080, host: str = "localhost", *, unix: Optional[str] = None) -> None:
         """Bind and serve until Ctrl-C (raises KeyboardInterrupt after draining) or SIGTERM
-        (returns normally after draining)."""
+        (returns normally after draining). A handler still running ``shutdown_timeout`` seconds
+        into the drain is not waited for: its client is cut off, serve() returns, and the
+        process can exit with the handler's thread still inside it.
+
+        With ``processes=N`` (N > 1) this process becomes the supervisor of N worker processes
+        and must be the main thread; each worker imports the app afresh, so the Server (or its
+        Router) must be a module-level variable of an importable module or of the script run
+        (whose ``serve()`` call must then sit under ``if __name__ == "__main__":``). Raises
+        :class:`mummyx.supervisor.WorkerFailed` when a worker cannot start or workers keep dying.
+        """
+        if self.processes > 1:
+            self._serve_processes(port, host, unix)
+            return
+        if _sup.importing_in_worker():
+            raise RuntimeError(_UNGUARDED_SERVE)
         self._bind_and_start(port, host, unix)
         terminated = threading.Event()
         previous = None
@@ -396,6 +512,72 @@ class Server:
                 signal.signal(signal.SIGTERM, previous)
         self.close()
 
+    def _serve_processes(self, port: int, host: str, unix: Optional[str]) -> None:
+        """serve() with processes > 1: this process supervises, the workers serve."""
+        if _sup.importing_in_worker():
+            raise RuntimeError(_UNGUARDED_SERVE)
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(f"processes={self.processes}: serve() must run in the main thread, "
+                               "where the supervisor handles SIGTERM, SIGINT and SIGHUP")
+        with self._lock:
+            self._check_startable()
+            self._started = True  # a supervisor serves once, as a server does
+        # The Server itself, as the module made it; else its handler, given this one's options.
+        app, options = _sup.find_app(self), None
+        if app is None and self.websocket_handler is None:
+            app, options = _sup.find_app(self.handler), self._worker_options
+        if app is None:
+            raise RuntimeError(
+                f"processes={self.processes} starts each worker process as a fresh interpreter, "
+                "which must import the app: assign the Server (or its Router, when there is no "
+                "websocket_handler) to a module-level variable of an importable module or of "
+                "the script being run, or serve it with `python -m mummyx module:attr "
+                f"--workers {self.processes}`")
+        sock, reuse = _sup.bind_for_workers(host, port, None if unix is None else os.fspath(unix),
+                                            int(self._worker_options["backlog"]),
+                                            self.reuse_port)
+        spec: Dict[str, Any] = {"app": app, "sys_path": sys.path, "options": options,
+                                "reuse_port": reuse}
+        try:
+            self._host, self._unix = host, (os.fspath(unix) if unix is not None else None)
+            self._supervisor_port = sock.getsockname()[1] if unix is None else 0
+            supervisor = _sup.Supervisor(
+                spec, self.processes, sock, shutdown_timeout=self.shutdown_timeout,
+                on_ready=lambda: logger.info("serving on %s with %d worker processes",
+                                             self.url, self.processes))
+            ended_by = supervisor.run()
+        finally:
+            sock.close()
+            if unix is not None:
+                try:
+                    os.unlink(unix)
+                except OSError:
+                    pass
+            self._closed = True
+        if ended_by == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    def _serve_worker(self, fd: int, status_fd: int, supervisor_pid: int, notice: str = "") -> None:
+        """Serves as one worker process: on the inherited listening socket fd, telling the
+        supervisor through status_fd once serving (with a notice for it to print once), until
+        SIGTERM or until the supervisor is gone."""
+        self._supervised = True
+        self._bind_and_start(0, None, None, fd=fd)
+        terminated = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.set())
+        try:
+            os.write(status_fd, _sup.READY + notice.encode() + b"\n")
+            if self._recycler is not None:
+                self._recycler.status_fd = status_fd  # kept open: RECYCLE goes there later
+            else:
+                os.close(status_fd)
+            while not terminated.is_set() and os.getppid() == supervisor_pid:
+                if self._core.wait(0.2):
+                    break
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.close()
+
     def close(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, let in-flight requests finish (up to ``timeout`` seconds, by default
         ``shutdown_timeout``), then close every connection and join every thread."""
@@ -406,7 +588,10 @@ class Server:
                 return
             self._closed = True
         if self._started:
-            self._core.stop(float(timeout))
+            left = self._core.stop(float(timeout))
+            if left:
+                logger.warning("%d handler thread(s) still running %.1f s after the shutdown "
+                               "began; not waiting for them", left, timeout)
         _live_servers.discard(self)
 
     def __enter__(self) -> "Server":
@@ -422,21 +607,12 @@ class Server:
     @property
     def port(self) -> int:
         """The bound TCP port (0 before start or for a Unix socket)."""
-        return int(self._core.port)
+        return int(self._core.port) or getattr(self, "_supervisor_port", 0)
 
     @property
     def url(self) -> str:
         """``http://host:port`` of the bound address (``unix:/path`` for a Unix socket)."""
-        if self._unix is not None:
-            return f"unix:{self._unix}"
-        host = self._host or "127.0.0.1"
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return url_of(self._host, self.port, self._unix)
 
     @property
     def closed(self) -> bool:

@@ -17,7 +17,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import httpx
 import pytest
@@ -54,7 +54,7 @@ APP = textwrap.dedent('''
         return "nested router"
 
     # Served as it is: its own options (a tiny body limit) must apply.
-    server = Server(router, workers=2, max_body_len=10)
+    server = Server(router, threads=2, max_body_len=10)
 
     not_servable = 42
 ''')
@@ -73,6 +73,7 @@ def _child_env() -> Dict[str, str]:
     parts = [_package_parent()] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(parts)
     env["PYTHONUNBUFFERED"] = "1"
+    env.pop("WEB_CONCURRENCY", None)  # each test says how many processes it wants
     return env
 
 
@@ -113,10 +114,10 @@ Connector = Callable[[], socket.socket]
 class Cli:
     """One `python -m mummyx` child process."""
 
-    def __init__(self, cwd: Path, args: List[str]) -> None:
+    def __init__(self, cwd: Path, args: List[str], env: Optional[Dict[str, str]] = None) -> None:
         self.args = args
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mummyx", *args], cwd=str(cwd), env=_child_env(),
+            [sys.executable, "-m", "mummyx", *args], cwd=str(cwd), env={**_child_env(), **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **_spawn_options())
         self.stdout = ""
         self.stderr = ""
@@ -136,6 +137,19 @@ class Cli:
         self.kill()
         pytest.fail(f"the CLI did not listen within {START_TIMEOUT} s:\n"
                     f"stdout: {self.stdout}\nstderr: {self.stderr}")
+
+    def wait_serving_line(self) -> str:
+        """Reads stdout up to the "Serving on" line (a supervisor prints it once every worker
+        serves, which can be after its socket already accepts) and returns it."""
+        line: List[str] = []
+        reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()))
+        reader.start()
+        reader.join(START_TIMEOUT)
+        if not line or not line[0].startswith("Serving on"):
+            self.kill()
+            pytest.fail(f"no 'Serving on' line: {line}\nstderr: {self.stderr}")
+        self.stdout += line[0]
+        return line[0]
 
     def communicate(self, timeout: float = STOP_TIMEOUT) -> Tuple[str, str]:
         out, err = self.proc.communicate(timeout=timeout)
@@ -177,9 +191,10 @@ def cli(app_dir: Path) -> Iterator[Callable[..., Tuple["Cli", str]]]:
     """cli(*args, host="127.0.0.1") -> (Cli, base url): a started CLI, listening on a free port."""
     started: List[Cli] = []
 
-    def start(*args: str, host: str = "127.0.0.1") -> Tuple[Cli, str]:
+    def start(*args: str, host: str = "127.0.0.1",
+              env: Optional[Dict[str, str]] = None) -> Tuple[Cli, str]:
         port = free_port(host)
-        proc = Cli(app_dir, [*args, "--host", host, "--port", str(port)])
+        proc = Cli(app_dir, [*args, "--host", host, "--port", str(port)], env)
         started.append(proc)
         proc.wait_until_connectable(lambda: socket.create_connection((host, port), timeout=1.0))
         url_host = f"[{host}]" if ":" in host else host
@@ -190,17 +205,25 @@ def cli(app_dir: Path) -> Iterator[Callable[..., Tuple["Cli", str]]]:
         proc.kill()
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = START_TIMEOUT) -> subprocess.CompletedProcess:
+def run_cli(cwd: Path, *args: str, timeout: float = START_TIMEOUT,
+            env: Optional[Dict[str, str]] = None) -> subprocess.CompletedProcess:
     """Runs the CLI to completion (for targets that must fail)."""
     return subprocess.run([sys.executable, "-m", "mummyx", *args], cwd=str(cwd),
-                          env=_child_env(), capture_output=True, text=True, timeout=timeout,
+                          env={**_child_env(), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout,
                           **_spawn_options())
 
 
 # ---- serving and stopping ----
 
-def test_serves_a_router_and_exits_0_on_sigterm(cli) -> None:
-    proc, url = cli("app:router", "--workers", "2")
+# One process with two handler threads, and two worker processes under a supervisor.
+MODES = [["--threads", "2"], ["--workers", "2"]]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_serves_a_router_and_exits_0_on_sigterm(cli, mode: List[str]) -> None:
+    proc, url = cli("app:router", *mode)
+    proc.wait_serving_line()
     response = httpx.get(url + "/", timeout=5.0)
     assert response.status_code == 200
     assert response.text == "hello from the cli"
@@ -212,8 +235,9 @@ def test_serves_a_router_and_exits_0_on_sigterm(cli) -> None:
     assert "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_exits_130_quietly(cli) -> None:
-    proc, url = cli("app:router", "--workers", "2")
+@pytest.mark.parametrize("mode", MODES)
+def test_ctrl_c_exits_130_quietly(cli, mode: List[str]) -> None:
+    proc, url = cli("app:router", *mode)
     assert httpx.get(url + "/", timeout=5.0).status_code == 200
     status, seconds = proc.stop(signal.SIGINT)
     assert status == 130, proc.stderr
@@ -222,7 +246,8 @@ def test_ctrl_c_exits_130_quietly(cli) -> None:
     assert "KeyboardInterrupt" not in proc.stderr
 
 
-def test_sigterm_lets_an_in_flight_request_finish(app_dir: Path, cli) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_sigterm_lets_an_in_flight_request_finish(app_dir: Path, cli, mode: List[str]) -> None:
     (app_dir / "slow.py").write_text(textwrap.dedent('''
         import time
         from mummyx import Router
@@ -233,7 +258,7 @@ def test_sigterm_lets_an_in_flight_request_finish(app_dir: Path, cli) -> None:
             time.sleep(1.0)
             return "finished"
     '''))
-    proc, url = cli("slow:router", "--workers", "2")
+    proc, url = cli("slow:router", *mode)
     with httpx.Client(timeout=10.0) as client:
         result: Dict[str, Any] = {}
 
@@ -279,11 +304,37 @@ def test_server_instance_is_served_as_is(cli) -> None:
     assert "warning" not in proc.stderr
 
 
-def test_server_instance_warns_about_ignored_options(cli) -> None:
-    proc, url = cli("app:server", "--workers", "3", "--max-body-len", "1000")
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_server_instance_warns_about_ignored_options(cli, workers: str) -> None:
+    proc, url = cli("app:server", "--workers", workers, "--threads", "3", "--max-body-len", "1000")
     assert httpx.post(url + "/upload", content=b"x" * 50, timeout=5.0).status_code == 413
     assert proc.stop(signal.SIGTERM)[0] == 0
-    assert "ignoring --workers, --max-body-len" in proc.stderr
+    # --workers applies to a Server too (it is how many of it run); the warning comes once
+    assert proc.stderr.count("ignoring --threads, --max-body-len") == 1, proc.stderr
+
+
+def test_web_concurrency_sets_the_worker_processes(cli) -> None:
+    proc, url = cli("app:router", env={"WEB_CONCURRENCY": "2"})
+    assert proc.wait_serving_line().startswith(f"Serving on {url} with 2 worker processes")
+    assert httpx.get(url + "/", timeout=5.0).text == "hello from the cli"
+    assert proc.stop(signal.SIGTERM)[0] == 0
+    # --workers wins over the environment
+    proc, url = cli("app:router", "--workers", "1", env={"WEB_CONCURRENCY": "2"})
+    assert proc.stop(signal.SIGTERM)[0] == 0
+    assert "worker processes" not in proc.stdout
+
+
+def test_bad_web_concurrency_exits_2(app_dir: Path) -> None:
+    result = run_cli(app_dir, "app:router", env={"WEB_CONCURRENCY": "many"})
+    assert result.returncode == 2
+    assert "WEB_CONCURRENCY: not an integer: 'many'" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_module_raising_on_import_exits_1_with_workers(app_dir: Path, workers: str) -> None:
+    result = run_cli(app_dir, "broken:router", "--workers", workers, "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "the app failed to import" in result.stderr
 
 
 def test_max_body_len_option(cli) -> None:
@@ -403,6 +454,7 @@ def test_port_in_use_exits_1(app_dir: Path) -> None:
     ["app:router", "--port", "70000"],
     ["app:router", "--port", "http"],
     ["app:router", "--workers", "0"],
+    ["app:router", "--threads", "0"],
     ["app:router", "--max-body-len", "-1"],
     ["app:router", "--no-such-option"],
 ])
@@ -415,7 +467,8 @@ def test_bad_command_line_exits_2(app_dir: Path, args: List[str]) -> None:
 def test_help_and_version(app_dir: Path) -> None:
     result = run_cli(app_dir, "--help")
     assert result.returncode == 0
-    for option in ("--host", "--port", "--workers", "--unix", "--access-log", "--max-body-len"):
+    for option in ("--host", "--port", "--workers", "--threads", "--unix", "--access-log",
+                   "--max-body-len", "--reuse-port", "WEB_CONCURRENCY"):
         assert option in result.stdout
     result = run_cli(app_dir, "--version")
     assert result.returncode == 0

@@ -193,6 +193,7 @@ struct mx_server {
     int is_unix;
     char *unix_path;
     int port;
+    int shared_listener; /* inherited (mx_server_listen_fd): sibling processes serve on it too */
 
     mx_loop_t loop; /* run by the I/O thread */
     mx_pool_t pool; /* the workers */
@@ -208,6 +209,7 @@ struct mx_server {
     pthread_mutex_t life_mu;
     pthread_cond_t life_cv;
     atomic_int stopping; /* 1: draining; 2: closing everything */
+    int64_t drain_since; /* I/O thread: loop time the drain began (0: not yet) */
     int stopped;
     int started;
 };

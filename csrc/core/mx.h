@@ -138,6 +138,12 @@ mx_server_t *mx_server_new(const mx_config_t *cfg, mx_router_t *router, const mx
 int mx_server_listen_tcp(mx_server_t *s, const char *host, int port, char *err, size_t errlen);
 int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t errlen);
 
+/* Serves on fd, a listening socket bound elsewhere (a supervisor's, inherited by this worker
+ * process, which shares it with its siblings). Takes ownership of fd on success; leaves it to
+ * the caller on failure (MX_ESYS, errno EINVAL and a message when fd is not a listening socket).
+ * Binding thread, before start. */
+int mx_server_listen_fd(mx_server_t *s, int fd, char *err, size_t errlen);
+
 /* The bound TCP port, or 0. Any thread. */
 int mx_server_port(const mx_server_t *s);
 
@@ -146,16 +152,20 @@ int mx_server_start(mx_server_t *s);
 
 /*
  * Stops accepting, lets in-flight requests finish for up to timeout seconds, then closes every
- * connection and joins every thread. Blocks: the binding must release the GIL around it, since
- * workers need the GIL to finish. Idempotent. Binding thread, never a worker.
+ * connection and joins every thread. A worker whose handler is still running a moment after the
+ * timeout (stuck in a sleep) is not waited for: it is detached, the server is never freed (it
+ * would still reach it), and the count of such workers is returned (0 normally). So a stop
+ * always ends in bounded time. Blocks: the binding must release the GIL around it, since workers
+ * need the GIL to finish. Idempotent. Binding thread, never a worker.
  */
-void mx_server_stop(mx_server_t *s, double timeout);
+int mx_server_stop(mx_server_t *s, double timeout);
 
 /* Blocks up to timeout seconds (< 0: forever) for the server to stop; returns 1 when stopped.
  * Any thread but the I/O thread and the workers; no GIL needed (release it). */
 int mx_server_wait(mx_server_t *s, double timeout);
 
-/* Frees a stopped (or never started) server. Binding thread. */
+/* Frees a stopped (or never started) server; leaks it instead when a stop left workers running
+ * (see mx_server_stop). Binding thread. */
 void mx_server_free(mx_server_t *s);
 
 /*

@@ -291,19 +291,37 @@ int mx_pool_start(mx_pool_t *p) {
     return 0;
 }
 
-void mx_pool_stop(mx_pool_t *p) {
+void mx_pool_stop(mx_pool_t *p) { mx_pool_stop_by(p, NULL); }
+
+int mx_pool_stop_by(mx_pool_t *p, const struct timespec *deadline) {
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->nworkers; i++)
-        pthread_join(p->workers[i].thread, NULL);
+    int left = 0;
+    for (int i = 0; i < p->nworkers; i++) {
+        if (!deadline) {
+            pthread_join(p->workers[i].thread, NULL);
+        } else if (pthread_timedjoin_np(p->workers[i].thread, NULL, deadline) != 0) {
+            /* Stuck in a handler (time.sleep(60)): let it run on, detached. It still reads p
+             * and its mx_worker_t when it returns, so neither may be freed. A deadline already
+             * past makes the next joins mere checks. */
+            pthread_detach(p->workers[i].thread);
+            left++;
+        }
+    }
     p->nworkers = 0;
-    free(p->workers);
-    p->workers = NULL;
+    p->abandoned += left;
+    if (!p->abandoned) { /* else p->workers stays: the detached ones run on it */
+        free(p->workers);
+        p->workers = NULL;
+    }
+    return left;
 }
 
 void mx_pool_free(mx_pool_t *p) {
+    if (p->abandoned)
+        return; /* a detached worker may still take p->mu */
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
 }

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct mx_task mx_task_t;
 
@@ -55,6 +56,7 @@ typedef struct mx_pool {
     int idle;          /* workers waiting on cv */
     int pending_wakes; /* signalled workers that have not woken yet */
     int stopping;
+    int abandoned;     /* workers mx_pool_stop_by left running: p must outlive them (leaked) */
     int one_cpu;       /* the process may run on one CPU only (its affinity at start) */
     int wakes_owed;    /* loop thread only, one_cpu: signals held until the end of its pass */
     struct mx_worker *workers;
@@ -71,6 +73,12 @@ void mx_pool_init(mx_pool_t *p, int nthreads, const mx_hooks_t *hooks, double ma
 int mx_pool_start(mx_pool_t *p);
 /* Lets workers finish what is queued, then joins them. Idempotent. Owner thread, GIL released. */
 void mx_pool_stop(mx_pool_t *p);
+/* As mx_pool_stop, but waits for each worker only until deadline (CLOCK_REALTIME, as
+ * pthread_timedjoin_np takes it; NULL: forever). A worker still running then (a handler stuck
+ * past the shutdown timeout) is detached and left to finish on its own: p and its workers stay
+ * allocated for it, and mx_pool_free leaves them alone. Returns how many were left. Owner thread,
+ * GIL released. */
+int mx_pool_stop_by(mx_pool_t *p, const struct timespec *deadline);
 /* Frees p's locks (stopped, or never started). Owner thread. */
 void mx_pool_free(mx_pool_t *p);
 

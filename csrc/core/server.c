@@ -29,6 +29,12 @@
 
 #include "internal.h"
 
+/* Workers a stop may still wait for once the drain's deadline has passed: enough for one that
+ * is finishing its access log line, far short of a stuck handler. */
+#define MX_STOP_GRACE_NS 250000000LL
+/* How long a draining worker process leaves idle keep-alive connections open (server_pass). */
+#define MX_DRAIN_IDLE_GRACE_MS 250
+
 static void on_accept(mx_io_t *io, uint32_t events);
 static int server_pass(void *arg);
 
@@ -166,9 +172,44 @@ int mx_server_listen_unix(mx_server_t *s, const char *path, char *err, size_t er
     return 0;
 }
 
+int mx_server_listen_fd(mx_server_t *s, int fd, char *err, size_t errlen) {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    /* Only a listening stream socket will do: anything else would fail at the first accept. */
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        int saved = errno ? errno : EINVAL;
+        snprintf(err, errlen, "descriptor %d is not a listening socket", fd);
+        errno = listening ? saved : EINVAL;
+        return MX_ESYS;
+    }
+    set_nonblock(fd); /* shared with the other processes: they want it non-blocking too */
+    if (ss.ss_family == AF_INET)
+        s->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    else if (ss.ss_family == AF_INET6)
+        s->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    else
+        s->is_unix = 1; /* no unix_path: the socket file is whoever bound it's to remove */
+    s->listen_io.fd = fd;
+    s->shared_listener = 1;
+    return 0;
+}
+
 int mx_server_port(const mx_server_t *s) { return s->port; }
 
 /* ---- accepting ---- */
+
+/* What the listener waits for. EPOLLEXCLUSIVE: when several processes wait on one inherited
+ * socket (worker processes), a new connection wakes one of them instead of all (the thundering
+ * herd); alone it changes nothing. Only EPOLL_CTL_ADD accepts it, which is all the listener
+ * uses (pausing removes and re-adds it). */
+#ifdef EPOLLEXCLUSIVE
+#define MX_LISTEN_EVENTS (EPOLLIN | EPOLLEXCLUSIVE)
+#else
+#define MX_LISTEN_EVENTS EPOLLIN
+#endif
 
 static void accept_pause(mx_server_t *s, int pause) {
     if (s->listen_io.fd < 0 || s->accept_paused == pause)
@@ -176,7 +217,7 @@ static void accept_pause(mx_server_t *s, int pause) {
     if (pause)
         mx_loop_io_remove(&s->loop, &s->listen_io);
     else
-        mx_loop_io_add(&s->loop, &s->listen_io, EPOLLIN);
+        mx_loop_io_add(&s->loop, &s->listen_io, MX_LISTEN_EVENTS);
     s->accept_paused = pause;
 }
 
@@ -227,12 +268,26 @@ static void on_accept(mx_io_t *io, uint32_t events) {
 
 /* ---- the pass hook: accept resumption and the drain ---- */
 
-/* While stopping: closes connections with nothing in flight, tells streams the server is going. */
-static void drain_idle_conns(mx_server_t *s) {
+/* Whether a request the loop has not read yet waits in c's socket. A keep-alive client sends its
+ * next request as soon as the previous answer is in: closing the connection then would reset a
+ * request nobody answered (a failed request in a rolling restart), where reading it gets it
+ * answered, with Connection: close, as a stopping server answers every request. */
+static int has_unread_input(const mx_conn_t *c) {
+    char byte;
+    return c->io.fd >= 0 && recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/* While stopping: closes connections with nothing in flight (once idle_too, see server_pass),
+ * tells streams the server is going. */
+static void drain_idle_conns(mx_server_t *s, int idle_too) {
     for (mx_conn_t *c = s->conns; c; c = c->next) {
         if (c->io.closing)
             continue;
-        if (atomic_load(&s->stopping) >= 2 || (!c->pipe_head && c->rpos == c->rlen)) {
+        int idle = !c->pipe_head && c->rpos == c->rlen;
+        if (idle && !c->stream && !idle_too && atomic_load(&s->stopping) < 2)
+            continue; /* may still bring one more request, answered with Connection: close */
+        if (atomic_load(&s->stopping) >= 2 ||
+            (idle && (c->stream || !has_unread_input(c)))) {
             mx__conn_close(c);
             continue;
         }
@@ -244,23 +299,45 @@ static void drain_idle_conns(mx_server_t *s) {
     }
 }
 
+/* Before a worker process closes its own SO_REUSEPORT listener: the connections the kernel
+ * already queued on it would be reset by the close (no sibling takes them over), so they are
+ * accepted and served, as in-flight requests are. An inherited shared socket needs none of this:
+ * closing this process's copy leaves its queue to the siblings. */
+static void accept_queued(mx_server_t *s) {
+    int reuse = 0;
+    socklen_t len = sizeof(reuse);
+    if (!s->shared_listener ||
+        getsockopt(s->listen_io.fd, SOL_SOCKET, SO_REUSEPORT, &reuse, &len) != 0 || !reuse)
+        return;
+    for (int round = 0; round < 16; round++) /* each accepts up to 64; EAGAIN ends it early */
+        on_accept(&s->listen_io, EPOLLIN);
+}
+
 /* Once per loop pass (loop.h). When stopping, the listener closes, idle connections close, and
  * the loop ends in the pass where the last connection is closed. */
 static int server_pass(void *arg) {
     mx_server_t *s = arg;
     if (atomic_load(&s->stopping)) {
+        int64_t now = mx_loop_now(&s->loop);
         if (s->listen_io.fd >= 0) {
+            accept_queued(s);
             accept_pause(s, 1);
             close(s->listen_io.fd);
             s->listen_io.fd = -1;
         }
-        drain_idle_conns(s);
+        if (!s->drain_since)
+            s->drain_since = now ? now : 1; /* 0 means "not yet" */
+        /* On a shared listener (a rolling restart: a sibling serves on), an idle keep-alive
+         * connection gets a moment to send the request its client may be writing right now, so
+         * that it is answered rather than reset; alone, nothing would serve that client anyway. */
+        int64_t wait = s->shared_listener ? s->drain_since + MX_DRAIN_IDLE_GRACE_MS - now : 0;
+        drain_idle_conns(s, wait <= 0);
         size_t open = 0;
         for (mx_conn_t *c = s->conns; c; c = c->next)
             open += !c->io.closing;
         if (open == 0)
             mx_loop_stop(&s->loop); /* the closed ones are freed at the end of this pass */
-        return -1;
+        return wait > 0 ? (int)wait : -1;
     }
     if (!s->accept_paused)
         return -1;
@@ -299,7 +376,7 @@ void mx_task_done(mx_server_t *s, mx_task_t *t) { mx_pool_done(&s->pool, t); }
 int mx_server_start(mx_server_t *s) {
     if (s->started)
         return MX_EINVAL;
-    if (s->listen_io.fd >= 0 && mx_loop_io_add(&s->loop, &s->listen_io, EPOLLIN) != 0)
+    if (s->listen_io.fd >= 0 && mx_loop_io_add(&s->loop, &s->listen_io, MX_LISTEN_EVENTS) != 0)
         return MX_ESYS;
     int rc = mx_pool_start(&s->pool);
     if (rc)
@@ -350,12 +427,30 @@ int mx_server_wait(mx_server_t *s, double timeout) {
     return wait_stopped_until(s, timeout < 0 ? NULL : &ts);
 }
 
-void mx_server_stop(mx_server_t *s, double timeout) {
-    if (!s->io_started) {
-        mx_pool_stop(&s->pool); /* a start that failed half-way, or none */
-        return;
+/* The same moment as the monotonic deadline ts, on CLOCK_REALTIME (pthread_timedjoin_np's). */
+static void realtime_of(const struct timespec *ts, struct timespec *rt) {
+    struct timespec mono;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_REALTIME, rt);
+    int64_t left = ((int64_t)ts->tv_sec - mono.tv_sec) * 1000000000LL +
+                   (ts->tv_nsec - mono.tv_nsec);
+    if (left < 0)
+        left = 0;
+    left += MX_STOP_GRACE_NS;
+    rt->tv_sec += (time_t)(left / 1000000000LL);
+    rt->tv_nsec += (long)(left % 1000000000LL);
+    if (rt->tv_nsec >= 1000000000L) {
+        rt->tv_sec++;
+        rt->tv_nsec -= 1000000000L;
     }
-    struct timespec ts;
+}
+
+int mx_server_stop(mx_server_t *s, double timeout) {
+    if (!s->io_started) {
+        mx_pool_stop(&s->pool); /* a start that failed half-way, or none: no handler ran */
+        return 0;
+    }
+    struct timespec ts, rt;
     deadline_in(&ts, timeout);
     int expected = 0;
     atomic_compare_exchange_strong(&s->stopping, &expected, 1);
@@ -367,18 +462,24 @@ void mx_server_stop(mx_server_t *s, double timeout) {
     }
     pthread_join(s->io_thread, NULL);
     s->io_started = 0;
-    mx_pool_stop(&s->pool);
+    /* Handlers get what is left of the timeout (their clients may be gone already); one stuck
+     * beyond it is left running, so that stop, and the process, end in bounded time. */
+    realtime_of(&ts, &rt);
+    int left = mx_pool_stop_by(&s->pool, &rt);
     if (s->unix_path) {
         unlink(s->unix_path);
         free(s->unix_path);
         s->unix_path = NULL;
     }
+    return left;
 }
 
 void mx_server_free(mx_server_t *s) {
     if (!s)
         return;
     mx_server_stop(s, 0);
+    if (s->pool.abandoned)
+        return; /* a worker left running still reaches s through its task: leak it all */
     if (s->listen_io.fd >= 0)
         close(s->listen_io.fd);
     mx_loop_free(&s->loop); /* drops what was posted to a loop that never ran */

@@ -63,14 +63,22 @@ static int core_clear(MxCoreObject *self) {
     return 0;
 }
 
-static void core_stop_nogil(MxCoreObject *self, double timeout) {
+/* Returns how many workers were left running in a stuck handler (mx_server_stop). */
+static int core_stop_nogil(MxCoreObject *self, double timeout) {
     if (!self->server || !self->started || self->stopped)
-        return;
+        return 0;
     self->stopped = 1;
     mx_server_t *s = self->server;
+    int left;
     Py_BEGIN_ALLOW_THREADS
-    mx_server_stop(s, timeout);
+    left = mx_server_stop(s, timeout);
     Py_END_ALLOW_THREADS
+    /* A worker left in a stuck handler still runs the bridge with this Core as its context
+     * (core->server, the callbacks) once the handler returns: the Core is leaked with the server
+     * it owns, on purpose, rather than freed under it. */
+    if (left > 0)
+        Py_INCREF(self);
+    return left;
 }
 
 static void core_dealloc(MxCoreObject *self) {
@@ -392,6 +400,22 @@ static PyObject *core_listen_unix(MxCoreObject *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *core_listen_fd(MxCoreObject *self, PyObject *arg) {
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0)
+        return NULL;
+    if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "server already started");
+        return NULL;
+    }
+    char err[256] = "";
+    if (mx_server_listen_fd(self->server, fd, err, sizeof(err)) != 0) {
+        PyErr_Format(PyExc_OSError, "%s", err);
+        return NULL;
+    }
+    return PyLong_FromLong(mx_server_port(self->server));
+}
+
 static PyObject *core_start(MxCoreObject *self, PyObject *unused) {
     (void)unused;
     if (self->started) {
@@ -409,8 +433,7 @@ static PyObject *core_stop(MxCoreObject *self, PyObject *arg) {
     double timeout = PyFloat_AsDouble(arg);
     if (timeout == -1.0 && PyErr_Occurred())
         return NULL;
-    core_stop_nogil(self, timeout);
-    Py_RETURN_NONE;
+    return PyLong_FromLong(core_stop_nogil(self, timeout));
 }
 
 static PyObject *core_wait(MxCoreObject *self, PyObject *arg) {
@@ -435,8 +458,11 @@ static PyObject *core_get_port(MxCoreObject *self, void *closure) {
 static PyMethodDef core_methods[] = {
     {"listen_tcp", (PyCFunction)core_listen_tcp, METH_VARARGS, "listen_tcp(host, port) -> port"},
     {"listen_unix", (PyCFunction)core_listen_unix, METH_O, "listen_unix(path)"},
+    {"listen_fd", (PyCFunction)core_listen_fd, METH_O,
+     "listen_fd(fd) -> port: serve on an inherited listening socket (owns it from then on)"},
     {"start", (PyCFunction)core_start, METH_NOARGS, "start the I/O thread and the workers"},
-    {"stop", (PyCFunction)core_stop, METH_O, "stop(timeout): drain, then close everything"},
+    {"stop", (PyCFunction)core_stop, METH_O,
+     "stop(timeout) -> threads left in a stuck handler: drain, then close everything"},
     {"wait", (PyCFunction)core_wait, METH_O, "wait(timeout) -> True once stopped"},
     {NULL, NULL, 0, NULL},
 };

@@ -169,9 +169,39 @@ static void test_stall_wakes_another(void) {
     mx_pool_free(&p);
 }
 
+/* A worker stuck in a task past the deadline is left running, detached; the stop returns at
+ * the deadline; the pool stays usable by that worker, which finishes once released. */
+static void test_stop_by_leaves_a_stuck_worker(void) {
+    static job_t blocker;
+    static mx_pool_t p; /* outlives the function: the detached worker still uses it */
+    int stopped_before = atomic_load(&stopped_workers);
+    start_with_blocked_worker(&p, 2, 0, &blocker);
+    struct timespec t0, t1, deadline;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_nsec += 100000000L; /* 100 ms */
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    int left = mx_pool_stop_by(&p, &deadline);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(left == 1, "one worker left running (%d)", left);
+    CHECK(took >= 0.09 && took < 1.0, "the stop returned at the deadline (%.3f s)", took);
+    CHECK(atomic_load(&stopped_workers) == stopped_before + 1, "the idle worker was joined");
+    mx_pool_free(&p); /* must leave the locks alone */
+    set_gate(1);
+    for (int i = 0; i < 500 && atomic_load(&stopped_workers) < stopped_before + 2; i++)
+        sleep_ms(2);
+    CHECK(blocker.done == 1 && atomic_load(&stopped_workers) == stopped_before + 2,
+          "the stuck worker finished its task and stopped on its own");
+}
+
 int main(void) {
     test_every_task_runs_once();
     test_shed();
     test_stall_wakes_another();
+    test_stop_by_leaves_a_stuck_worker();
     return harness_summary("pool");
 }

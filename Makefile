@@ -77,5 +77,6 @@ wheels:
 wheels-check:
 	$(PYTHON) scripts/wheels_check.py dist
 
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, not about our pages
 docs:
-	$(PYTHON) -m mkdocs build --strict --site-dir out/site
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --site-dir out/site

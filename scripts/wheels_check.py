@@ -80,7 +80,8 @@ def check_wheel(wheel: Path) -> bool:
 
 
 def main(argv: list) -> int:
-    wheel_dir = Path(argv[1]) if len(argv) > 1 else ROOT / "dist"
+    # absolute: pip runs in a temporary directory
+    wheel_dir = Path(argv[1]).resolve() if len(argv) > 1 else ROOT / "dist"
     wheels = sorted(Path(p) for p in glob.glob(str(wheel_dir / "mummyx-*.whl")))
     if not wheels:
         print(f"no mummyx wheel in {wheel_dir} (run `make wheels` first)")

@@ -119,6 +119,20 @@ def wait_listening(port: int, proc: subprocess.Popen, deadline: float) -> None:
     raise AssertionError("the program did not listen in time")
 
 
+def wait_sigterm_caught(pid: int, deadline: float) -> None:
+    """Waits until the process catches SIGTERM (its SigCgt mask in /proc has bit 15). serve()
+    starts listening a moment before it installs its handler, so a SIGTERM sent as soon as a
+    request was answered can still find the default action and kill the process."""
+    bit = 1 << (signal.SIGTERM - 1)
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/status") as f:
+            caught = next(line for line in f if line.startswith("SigCgt:"))
+        if int(caught.split()[1], 16) & bit:
+            return
+        time.sleep(0.02)
+    raise AssertionError("serve() never installed its SIGTERM handler")
+
+
 def check_http(port: int, prog: Program) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -180,6 +194,7 @@ def run_program(script: Path, prog: Program, cwd: Path) -> None:
             check_ws(port, prog)
         else:
             check_http(port, prog)
+        wait_sigterm_caught(proc.pid, deadline)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
         assert proc.returncode == 0, out

@@ -6,6 +6,7 @@ scripts: ``make dist-check``, ``make wheels wheels-check``; .ci/run runs them.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,9 @@ def copy_sources(dest: Path, *, with_extension: bool) -> Path:
 
 
 def run_python(args: list, cwd: Path, pythonpath: str = "") -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath}
+    # os.environ's rest is kept: under the sanitizer run it preloads ASan, which the built
+    # extension needs before it can load
+    env = dict(os.environ, PYTHONPATH=pythonpath)
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
 

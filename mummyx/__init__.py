@@ -29,12 +29,13 @@ def _extension_missing() -> ImportError:
 
 try:
     from ._mummyx import (BadRequest, ConnectionClosed, Error, HandshakeRefused, MultipartReader,
-                          Part, Request)
+                          Part, Request, ResponseStream)
 except ModuleNotFoundError as _exc:
     if _exc.name != __name__ + "._mummyx":
         raise
     raise _extension_missing() from None
 from ._structures import Headers, QueryParams
+from .cookies import set_cookie
 from .forms import FormData, FormFiles, UploadedFile
 from .server import Router, Server
 from .sse import SSEChannel, SSEStream
@@ -54,6 +55,7 @@ __all__ = [
     "Part",
     "QueryParams",
     "Request",
+    "ResponseStream",
     "Router",
     "SSEChannel",
     "SSEStream",
@@ -61,5 +63,6 @@ __all__ = [
     "UploadedFile",
     "WebSocket",
     "WebSocketEvent",
+    "set_cookie",
 ]
 __version__ = "0.1.0"

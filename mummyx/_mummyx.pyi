@@ -141,6 +141,27 @@ class SSEStream:
         """A number unique to this stream within its server."""
 
 @final
+class ResponseStream:
+    """A response body written piece by piece, from ``request.respond_stream()``. Thread-safe.
+
+    Chunked on HTTP/1.1, close-delimited on HTTP/1.0. ``write`` blocks (without the GIL) while
+    the client is more than ``max_send_queue`` behind. As a context manager it closes the body on
+    a normal exit and aborts it (cuts the connection) on an exception."""
+
+    def write(self, data: str | bytes | bytearray | memoryview, /) -> None:
+        """Queue one chunk; raises ConnectionClosed once the client is gone or after close()."""
+    def close(self) -> None:
+        """End the body cleanly (the connection may be reused). Idempotent."""
+    def abort(self) -> None:
+        """Cut the connection without ending the body: the client sees a truncated response."""
+    def __enter__(self) -> ResponseStream: ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: Any, /) -> None: ...
+    @property
+    def closed(self) -> bool:
+        """True once nothing more can be written."""
+
+@final
 class Request:
     """An HTTP request given to a handler. Created by the server only.
 
@@ -243,6 +264,17 @@ class Request:
         raises BadRequest(413); another Content-Type, BadRequest(400). Cached: a second call
         returns the same FormData.
         """
+    def json(self) -> Any:
+        """The body parsed as JSON; BadRequest (answered 400) when it is not valid UTF-8 JSON."""
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The cookies the client sent (RFC 6265; malformed pairs skipped)."""
+    def respond_stream(
+        self,
+        status: int = 200,
+        headers: Mapping[str, _HeaderValue] | Iterable[tuple[str, _HeaderValue]] | None = None,
+    ) -> ResponseStream:
+        """Answer with the head now and return a ResponseStream for the body (any thread)."""
     def respond_sse(
         self,
         headers: Mapping[str, _HeaderValue] | Iterable[tuple[str, _HeaderValue]] | None = None,

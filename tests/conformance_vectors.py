@@ -170,10 +170,12 @@ V("rl-target-nul", b"GET /a\x00b HTTP/1.1\r\nHost: t\r\n\r\n", 400)
 V("rl-target-del", b"GET /a\x7fb HTTP/1.1\r\nHost: t\r\n\r\n", 400)
 V("rl-target-non-ascii", req("GET /\xe9 HTTP/1.1"), 400, why="RFC 3986: non-ASCII must be %-encoded")
 V("rl-target-relative", req("GET foo HTTP/1.1"), 400, why="RFC 9112 3.2: not one of the four forms")
-V("rl-target-fragment", req("GET /a#b HTTP/1.1"), ok("GET", "/a#b"),
-  why="lenient by choice: RFC 9112 3 says SHOULD 400; the raw target reaches the handler")
+V("rl-target-fragment", req("GET /a#b HTTP/1.1"), 400,
+  why="RFC 9112 3.2: a request-target carries no fragment (it used to reach path_params)")
+V("rl-target-nul-escape", req("GET /a%00b HTTP/1.1"), 400,
+  why="a %00 in the path would reach handlers as a NUL")
 V("rl-target-bad-percent", req("GET /%zz HTTP/1.1"), ok("GET", "/%zz"),
-  why="lenient by choice, as rl-target-fragment")
+  why="lenient by choice: the raw target reaches the handler, which decides")
 V("rl-target-dot-segments", req("GET /a/../b/./c HTTP/1.1"), ok("GET", "/a/../b/./c"))
 V("rl-target-double-slash", req("GET //x HTTP/1.1"), ok("GET", "//x"))
 V("rl-target-empty-query", req("GET /? HTTP/1.1"), ok("GET", "/?"))

@@ -257,6 +257,12 @@ BAD_REQUESTS = [
     ("http-2.0", h(version="HTTP/2.0"), 505),
     ("http-3.0", h(version="HTTP/3.0"), 505),
     ("http-0.9", h(version="HTTP/0.9"), 505),
+    # --- targets a handler must never see (RFC 9112 3.2: no fragment; no NUL in the path) ---
+    ("fragment-in-target", h(target="/objects/5#x"), 400),
+    ("fragment-after-query", h(target="/a?b=1#frag"), 400),
+    ("fragment-absolute-form", h(target="http://t/a#x"), 400),
+    ("nul-escape-in-path", h(target="/files/a%00.txt"), 400),
+    ("nul-escape-in-segment-end", h(target="/a%00"), 400),
     # --- expectations (RFC 9110 10.1.1) ---
     ("expect-unknown", h("Expect: something-else"), 417),
     # --- garbage ---
@@ -336,6 +342,8 @@ GOOD_REQUESTS = [
                                          method="POST", body=b"hi"), b"hi"),
     ("unknown-method", h(method="BREW"), b""),
     ("header-empty-value", h("X-Empty:"), b""),
+    ("nul-escape-in-query", h(target="/?q=%00"), b""),  # the query is the handler's to judge
+    ("percent-zero-other", h(target="/a%0a%20%01"), b""),
 ]
 
 

@@ -114,7 +114,9 @@ PCHAR = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@"
 methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PURGE", "HEAD"])
 segment = st.one_of(
     st.text(PCHAR, min_size=0, max_size=12),
-    st.binary(min_size=1, max_size=4).map(lambda b: "".join(f"%{x:02X}" for x in b)),
+    # %00 is refused (400): a NUL never reaches a handler's path
+    st.binary(min_size=1, max_size=4).filter(lambda b: 0 not in b)
+    .map(lambda b: "".join(f"%{x:02X}" for x in b)),
 )
 paths = st.lists(segment, min_size=1, max_size=6).map(lambda segs: "/" + "/".join(segs))
 queries = st.one_of(

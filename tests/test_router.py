@@ -844,3 +844,23 @@ def test_per_route_max_body_len_zero(serve):
         assert c.post("/zero").text == "0"
     with client(server) as c:
         assert c.post("/zero", content=b"x").status_code == 413
+
+
+@pytest.mark.parametrize("pattern,spelling", [
+    ("/users/{id}", "@id"), ("/users/{id:int}", "@id"), ("/users/:id", "@id"),
+    ("/users/<id>", "@id"), ("/users/<int:user_id>", "@user_id"),
+])
+def test_other_frameworks_parameter_spellings_are_refused_with_ours(pattern, spelling):
+    router = Router()
+    with pytest.raises(ValueError) as e:
+        router.get(pattern, lambda request: None)
+    assert spelling in str(e.value) and pattern.split("/")[2] in str(e.value)
+
+
+def test_look_alike_literals_stay_literal(serve):
+    router = Router()
+    router.get("/time/12:30", lambda request: "noon-ish")
+    server = serve(router)
+    import httpx
+    assert httpx.get(server.url + "/time/12:30", timeout=5).text == "noon-ish"
+

@@ -79,7 +79,7 @@ def test_normal_client_is_served_during_attack(serve, mode, args):
             attack.wait()
         stop.set()
         probe.join(10)
-    assert len(latencies) >= 20, out[-2000:]
+    assert len(latencies) >= 20, (len(latencies), failures[:3], out[-600:])
     assert not failures, failures[:5]
     assert max(latencies) < 2.0, sorted(latencies)[-5:]
     # slowhttptest's own probe agrees

@@ -129,7 +129,8 @@ mx_wnode_t *mx__wnode_copy(const void *head, size_t head_len, const void *data, 
         free(n);
         return NULL;
     }
-    memcpy(n->head, head, head_len);
+    if (head_len)
+        memcpy(n->head, head, head_len);
     n->head_len = (unsigned char)head_len;
     if (len)
         memcpy(buf, data, len);

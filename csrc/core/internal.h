@@ -87,6 +87,8 @@ struct mx_stream {
     char close_reason[128];
     size_t close_reason_len;
     unsigned char want_resume;    /* the reader paused for a full inbound queue may resume */
+    unsigned char aborted;        /* BODY: the producer failed; cut the connection, no last chunk */
+    int writers_waiting;          /* BODY: writers blocked for room (flush signals cv) */
     mx_ws_msg_t *in_head, *in_tail; /* WebSocket events not yet delivered */
     size_t in_bytes;
     int scheduled;      /* a delivery task is queued or running */
@@ -110,6 +112,7 @@ struct mx_stream {
 };
 #define MX_STREAM_SSE 1
 #define MX_STREAM_WS 2
+#define MX_STREAM_BODY 3 /* a streamed response body (mx_req_respond_stream) */
 
 /*
  * A request's private half (mx_req_t.io; allocated with it by mx__req_new). "Response" fields

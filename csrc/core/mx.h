@@ -301,6 +301,22 @@ void mx_stream_set_user(mx_stream_t *st, void *user);
  */
 int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, int *bad_header,
                        mx_stream_t **out);
+/*
+ * A streamed response body: answers status (200..999, not 204/304) with the caller's headers
+ * (as mx_req_respond; a Content-Length is dropped) and returns the stream in *out (one reference
+ * for the caller). The body goes chunked on HTTP/1.1 (the connection can be reused after
+ * mx_sse_close ends it) and close-delimited on HTTP/1.0. Any thread.
+ */
+int mx_req_respond_stream(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
+                          int *bad_header, mx_stream_t **out);
+/* Queues a copy of data[0..len) on a response stream. With block, waits (no core lock held by the
+ * caller; release the GIL) while the stream's backlog is over max_send_queue, so a slow client
+ * slows the producer instead of growing memory; without, returns MX_EAGAIN then. 0, MX_ECLOSED
+ * (the client is gone, the stream was ended or aborted), MX_ENOMEM. Any thread. */
+int mx_stream_write(mx_stream_t *st, const void *data, size_t len, int block);
+/* The producer failed mid-body: the connection is closed without the body's end, so the client
+ * sees a truncated response rather than a short complete one. Idempotent. Any thread. */
+void mx_stream_abort(mx_stream_t *st);
 /* Encodes one event (WHATWG event stream): event/id may not hold CR or LF, id not NUL (MX_EINVAL);
  * retry < 0 means none. comment != 0 encodes data as comment lines instead. *out gets new bytes
  * (one reference for the caller). Any thread. */
@@ -309,7 +325,7 @@ int mx_sse_encode(const char *data, size_t len, const char *event, size_t event_
 /* Queues encoded bytes; MX_ECLOSED when closed, MX_EFULL when the queue bound was hit (the stream
  * is then closed and its connection dropped). Never blocks on the network. Any thread. */
 int mx_sse_send(mx_stream_t *st, mx_bytes_t *b);
-/* Ends the stream cleanly (idempotent). Any thread. */
+/* Ends the stream cleanly (idempotent): SSE streams and streamed response bodies. Any thread. */
 void mx_sse_close(mx_stream_t *st);
 
 /* ---- WebSockets ---- */

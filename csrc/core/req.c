@@ -127,11 +127,23 @@ static int starts_with_ci(const char *s, size_t len, const char *lit) {
 
 /* Splits the request-target (RFC 9112 3.2) into path and query; leaves path NULL for a form
  * the server cannot serve. */
+/* Whether p[0..n) holds "%00", a NUL in disguise that no handler should meet in a path. */
+static int has_nul_escape(const char *p, size_t n) {
+    for (const char *q = p; (q = memchr(q, '%', (size_t)(p + n - q))) != NULL; q++)
+        if ((size_t)(p + n - q) >= 3 && q[1] == '0' && q[2] == '0')
+            return 1;
+    return 0;
+}
+
 static void split_target(mx_req_t *r) {
     const char *t = r->target;
     size_t n = r->target_len;
     const char *p = NULL;
     size_t plen = 0;
+    /* A fragment never belongs in a request-target (RFC 9112 3.2: origin-form is absolute-path
+     * [ "?" query ]); leaving r->path unset answers 400. */
+    if (memchr(t, '#', n))
+        return;
     if (n > 0 && t[0] == '/') {
         p = t;
         plen = n;
@@ -174,6 +186,11 @@ static void split_target(mx_req_t *r) {
         r->query = q + 1;
         r->query_len = plen - (size_t)(q - p) - 1;
         plen = (size_t)(q - p);
+    }
+    if (has_nul_escape(p, plen)) {
+        r->query = NULL; /* refused: 400 */
+        r->query_len = 0;
+        return;
     }
     r->path = p;
     r->path_len = plen;

@@ -329,6 +329,26 @@ int mx_req_respond(mx_req_t *r, int status, const mx_resp_header_t *headers, siz
     return respond_ex(r, status, headers, n, body, body_len, bad_header, NULL);
 }
 
+int mx_req_respond_stream(mx_req_t *r, int status, const mx_resp_header_t *headers, size_t n,
+                          int *bad_header, mx_stream_t **out) {
+    *out = NULL;
+    *bad_header = -1;
+    if (no_body_status(status) || status < 200)
+        return MX_EINVAL; /* no body to stream */
+    if (atomic_load(&r->responded))
+        return MX_EALREADY;
+    mx_stream_t *st = mx__stream_new(r->server, MX_STREAM_BODY);
+    if (!st)
+        return MX_ENOMEM;
+    int rc = respond_ex(r, status, headers, n, NULL, 0, bad_header, st);
+    if (rc != 0) {
+        mx_stream_decref(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
 int mx_req_respond_sse(mx_req_t *r, const mx_resp_header_t *headers, size_t n, int *bad_header,
                        mx_stream_t **out) {
     static const mx_resp_header_t defaults[] = {

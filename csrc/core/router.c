@@ -17,6 +17,7 @@
 #include "router.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -412,6 +413,38 @@ static inline int mx__is_name_char(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
+/* Whether segment s[0..n) is a path parameter as other frameworks spell it: {id} or {id:int}
+ * (Starlette, FastAPI), :id (Express, Sinatra), <id> or <int:id> (Flask). The name goes in
+ * *name. */
+static int mx__foreign_param(const char *s, size_t n, const char **name, size_t *name_len) {
+    size_t b = 0, e = 0;
+    if (n >= 3 && s[0] == '{' && s[n - 1] == '}') {
+        const char *colon = memchr(s, ':', n);
+        b = 1;
+        e = colon ? (size_t)(colon - s) : n - 1;
+    } else if (n >= 3 && s[0] == '<' && s[n - 1] == '>') {
+        const char *colon = NULL;
+        for (size_t i = 1; i < n - 1; i++)
+            if (s[i] == ':')
+                colon = s + i;
+        b = colon ? (size_t)(colon - s) + 1 : 1;
+        e = n - 1;
+    } else if (n >= 2 && s[0] == ':') {
+        b = 1;
+        e = n;
+    } else {
+        return 0;
+    }
+    if (e <= b)
+        return 0;
+    for (size_t i = b; i < e; i++)
+        if (!mx__is_name_char((unsigned char)s[i]))
+            return 0;
+    *name = s + b;
+    *name_len = e - b;
+    return 1;
+}
+
 /*
  * Parses pat[0..len). When segs is not NULL (room for one segment per '/'), stores the compiled
  * segments there, pointing into pat. Returns 0 or MX_EINVAL with err filled.
@@ -442,6 +475,15 @@ static int mx__parse(const char *pat, size_t len, mx__seg_t *segs, size_t *nsegs
         const char *at = memchr(s, '@', n);
         const char *star = memchr(s, '*', n);
 
+        const char *fname;
+        size_t fname_len;
+        if (mx__foreign_param(s, n, &fname, &fname_len)) {
+            /* another framework's parameter: it would silently be a literal segment here */
+            char hint[96];
+            snprintf(hint, sizeof(hint), " is a parameter in another framework's spelling; "
+                     "mummyx writes it @%.*s", (int)fname_len, fname);
+            return mx__pattern_error(err, errlen, "segment", s, n, hint, pat, len);
+        }
         if (n > 0 && s[0] == '@') {
             /* @name: a parameter */
             if (n == 1)

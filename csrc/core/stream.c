@@ -172,7 +172,8 @@ void mx__stream_attach(mx_conn_t *c, mx_stream_t *st) {
         /* keep reading: a closed connection must be noticed at once */
         c->read_paused = 0;
         mx__conn_set_events(c, EPOLLIN | (c->want_write ? EPOLLOUT : 0));
-        mx__timer_set(c, MX_TIMER_HEARTBEAT, s->cfg.sse_heartbeat);
+        if (st->kind == MX_STREAM_SSE)
+            mx__timer_set(c, MX_TIMER_HEARTBEAT, s->cfg.sse_heartbeat);
     }
 }
 
@@ -187,6 +188,8 @@ static void queued_add(mx_stream_t *st, ssize_t delta) {
         st->queued = 0;
     else
         st->queued = (size_t)((ssize_t)st->queued + delta);
+    if (delta < 0 && st->writers_waiting)
+        pthread_cond_broadcast(&st->cv); /* room for a blocked mx_stream_write */
     pthread_mutex_unlock(&st->mu);
 }
 
@@ -265,13 +268,15 @@ int mx__stream_flush(mx_conn_t *c) {
         if (c->timer.kind == MX_TIMER_HEARTBEAT)
             mx__timer_set(c, MX_TIMER_NONE, 0);
         mx__stream_detach(st);
-        if (!st->chunked) {
-            mx__conn_close(c); /* HTTP/1.0: the end of the body is the end of the connection */
+        /* HTTP/1.0: the end of the body is the end of the connection; an aborted body ends
+         * with the connection too, without its last chunk, so the client sees it truncated */
+        if (!st->chunked || st->aborted) {
+            mx__conn_close(c);
             return 0;
         }
         return 1;
     }
-    if (written && !blocked)
+    if (written && !blocked && st->kind == MX_STREAM_SSE)
         mx__timer_restart(c, MX_TIMER_HEARTBEAT, c->server->cfg.sse_heartbeat);
     return 0;
 }
@@ -337,7 +342,8 @@ void mx__stream_on_notify(mx_stream_t *st) {
     if (!c || c->io.closing || c->stream != st)
         return; /* not attached yet (the head is still queued), or gone */
     pthread_mutex_lock(&st->mu);
-    int slow = st->slow, resume = st->want_resume;
+    /* an aborted stream is cut here only when its end node could not be queued */
+    int slow = st->slow || (st->aborted && !st->q_head && !st->w_head), resume = st->want_resume;
     st->want_resume = 0;
     pthread_mutex_unlock(&st->mu);
     if (slow) {
@@ -384,7 +390,68 @@ void mx__stream_on_timeout(mx_conn_t *c, int kind) {
 void mx__stream_shutdown(mx_stream_t *st) {
     if (st->kind == MX_STREAM_SSE)
         mx_sse_close(st);
-    else
+    else if (st->kind == MX_STREAM_WS)
         mx_ws_close(st, 1001, "server shutting down", 20);
+    /* A response body is not cut short: ending it early would look complete to the client. It
+     * gets the rest of the drain; the connection closes when that runs out. */
+}
+
+/* ---- streamed response bodies ---- */
+
+int mx_stream_write(mx_stream_t *st, const void *data, size_t len, int block) {
+    if (len == 0)
+        return atomic_load(&st->closed) ? MX_ECLOSED : 0; /* a zero-size chunk would end it */
+    mx_wnode_t *n = mx__wnode_copy(NULL, 0, data, len);
+    if (!n)
+        return MX_ENOMEM;
+    if (st->chunked)
+        mx__wnode_chunk(n);
+    size_t size = mx__wnode_size(n), max = st->server->cfg.max_send_queue;
+    pthread_mutex_lock(&st->mu);
+    /* The bound is on the backlog, as for every stream: wait while the queue is not empty and
+     * this would take it past max_send_queue; the I/O thread signals as it writes. */
+    while (block && st->queued > 0 && st->queued + size > max && !st->finished &&
+           !atomic_load(&st->closed)) {
+        st->writers_waiting++;
+        pthread_cond_wait(&st->cv, &st->mu);
+        st->writers_waiting--;
+    }
+    int rc;
+    if (!block && st->queued > 0 && st->queued + size > max && !st->finished &&
+        !atomic_load(&st->closed)) {
+        mx__wnode_free(n);
+        rc = MX_EAGAIN;
+    } else {
+        rc = mx__stream_queue_locked(st, n);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (rc == 1)
+        mx__stream_notify(st);
+    return rc < 0 ? rc : 0;
+}
+
+/* What was written before the failure still goes out (it is true data); then, instead of the
+ * body's end, an empty end node makes the I/O thread close the connection (mx__stream_flush). */
+void mx_stream_abort(mx_stream_t *st) {
+    mx_wnode_t *n = mx__wnode_new(NULL, 0, 0);
+    pthread_mutex_lock(&st->mu);
+    int rc = MX_ECLOSED;
+    if (!atomic_load(&st->closed) && !st->finished) {
+        st->aborted = 1;
+        atomic_store(&st->closed, 1);
+        if (n) {
+            n->is_end = 1;
+            rc = mx__stream_queue_locked(st, n); /* takes n */
+            n = NULL;
+        } else {
+            rc = 1; /* out of memory: cut at once (mx__stream_on_notify) */
+        }
+        pthread_cond_broadcast(&st->cv); /* blocked writers see the stream closed */
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (n)
+        mx__wnode_free(n);
+    if (rc >= 0)
+        mx__stream_notify(st);
 }
 

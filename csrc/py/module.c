@@ -310,6 +310,9 @@ static int pymx_exec(PyObject *m) {
     st->websocket_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_websocket_spec, NULL);
     if (!st->websocket_type || PyModule_AddType(m, st->websocket_type) < 0)
         return -1;
+    st->writer_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_writer_spec, NULL);
+    if (!st->writer_type || PyModule_AddType(m, st->writer_type) < 0)
+        return -1;
     st->sse_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &pymx_sse_spec, NULL);
     if (!st->sse_type || PyModule_AddType(m, st->sse_type) < 0)
         return -1;
@@ -337,6 +340,7 @@ static int pymx_traverse(PyObject *m, visitproc visit, void *arg) {
     Py_VISIT(st->handshake_refused);
     Py_VISIT(st->websocket_type);
     Py_VISIT(st->sse_type);
+    Py_VISIT(st->writer_type);
     Py_VISIT(st->multipart_type);
     Py_VISIT(st->part_type);
     Py_VISIT(st->bad_request);
@@ -352,6 +356,7 @@ static int pymx_clear(PyObject *m) {
     Py_CLEAR(st->handshake_refused);
     Py_CLEAR(st->websocket_type);
     Py_CLEAR(st->sse_type);
+    Py_CLEAR(st->writer_type);
     Py_CLEAR(st->multipart_type);
     Py_CLEAR(st->part_type);
     Py_CLEAR(st->bad_request);

@@ -46,6 +46,15 @@ static inline PyObject *PyErr_GetRaisedException_compat(void) {
 #endif
 }
 
+/* Sets exc (a reference is stolen) as the raised exception (PyErr_SetRaisedException before 3.12). */
+static inline void PyErr_SetRaisedException_compat(PyObject *exc) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(Py_NewRef((PyObject *)Py_TYPE(exc)), exc, PyException_GetTraceback(exc));
+#endif
+}
+
 /*
  * Python objects whose bytes the core borrowed (mx_bytes_borrow: a large WebSocket message, a
  * replayed SSE event) and has given back. The core's release callback (pymx_release_later) runs
@@ -72,6 +81,7 @@ typedef struct {
     PyObject *handshake_refused; /* mummyx.HandshakeRefused (also a ValueError) */
     PyTypeObject *websocket_type;
     PyTypeObject *sse_type;
+    PyTypeObject *writer_type;    /* mummyx.ResponseStream */
     PyTypeObject *multipart_type; /* mummyx.MultipartReader */
     PyTypeObject *part_type;      /* mummyx.Part */
     PyObject *bad_request;        /* mummyx.BadRequest (also a ValueError, with a 4xx status) */
@@ -143,10 +153,18 @@ typedef struct {
     PyObject *dict;
 } MxSSEStreamObject;
 
+/* A streamed response body handed to Python (mummyx.ResponseStream). */
+typedef struct {
+    PyObject_HEAD
+    mx_stream_t *st;
+    int done; /* closed or aborted from Python */
+} MxResponseStreamObject;
+
 extern PyType_Spec pymx_core_spec;
 extern PyType_Spec pymx_request_spec;
 extern PyType_Spec pymx_websocket_spec;
 extern PyType_Spec pymx_sse_spec;
+extern PyType_Spec pymx_writer_spec;
 extern PyType_Spec pymx_multipart_reader_spec;
 extern PyType_Spec pymx_part_spec;
 
@@ -157,6 +175,12 @@ void pymx_websocket_deliver(MxCoreObject *core, mx_stream_t *st);
 
 /* sse.c */
 PyObject *pymx_sse_new(MxCoreObject *core, mx_stream_t *st, PyObject *last_event_id);
+/* writer.c: request.respond_stream() and a handler's returned iterator. GIL held. */
+PyObject *pymx_request_respond_stream(MxRequestObject *self, PyObject *args, PyObject *kwds);
+/* Sends an iterator of str/bytes as a streamed response (headers: the response headers or
+ * NULL); returns 0, or -1 with an exception set when nothing could be sent. A failure after the
+ * head went out cuts the connection (mx_stream_abort) and is reported like a handler error. */
+int pymx_respond_iterator(MxRequestObject *self, PyObject *it, int status, PyObject *headers);
 PyObject *pymx_sse_encode(PyObject *mod, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames);
 PyObject *pymx_sse_fanout(PyObject *mod, PyObject *const *args, Py_ssize_t nargs);

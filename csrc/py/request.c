@@ -416,38 +416,182 @@ static PyObject *request_respond(MxRequestObject *self, PyObject *const *args, P
     return pymx_respond_impl(self, (int)status, a[1], a[2]);
 }
 
-/* A handler returned a value instead of responding: str as text, bytes as octet-stream, dict or
- * list as JSON. Returns 0, or -1 with an exception set (a TypeError for other types). */
-int pymx_respond_value(MxRequestObject *self, PyObject *value) {
-    PyObject *r = NULL;
-    if (PyUnicode_Check(value)) {
-        r = pymx_respond_impl(self, 200, NULL, value);
-    } else if (PyBytes_Check(value) || PyByteArray_Check(value) || PyMemoryView_Check(value)) {
-        PyObject *h = Py_BuildValue("[(ss)]", "Content-Type", "application/octet-stream");
-        if (!h)
+/* cookies: the Cookie header(s) parsed by mummyx.cookies.parse_cookie_header (bad pairs skipped,
+ * never an error); a dict, new on each access. */
+static PyObject *get_cookies(MxRequestObject *self, void *closure) {
+    (void)closure;
+    PyObject *parts = PyList_New(0);
+    if (!parts)
+        return NULL;
+    const mx_req_t *r = self->req;
+    for (size_t i = 0; i < r->num_headers; i++) {
+        const mx_header_t *f = &r->headers[i];
+        if (!mx_http1_name_eq(f->name, f->name_len, "cookie", 6))
+            continue;
+        PyObject *v = PyUnicode_DecodeLatin1(f->value, (Py_ssize_t)f->value_len, NULL);
+        if (!v || PyList_Append(parts, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(parts);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    PyObject *sep = PyUnicode_FromString("; ");
+    PyObject *joined = sep ? PyUnicode_Join(sep, parts) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(parts);
+    if (!joined)
+        return NULL;
+    PyObject *mod = PyImport_ImportModule("mummyx.cookies");
+    PyObject *out = mod ? PyObject_CallMethod(mod, "parse_cookie_header", "O", joined) : NULL;
+    Py_XDECREF(mod);
+    Py_DECREF(joined);
+    return out;
+}
+
+/* json(): the body parsed as JSON. Any JSON value; the Content-Type need not say JSON. A body that
+ * is not UTF-8 or not JSON (an empty one included) raises BadRequest(400), which answers 400. */
+static PyObject *request_json(MxRequestObject *self, PyObject *unused) {
+    (void)unused;
+    mx_state *st = pymx_state_of(self);
+    PyObject *body = PyObject_GetAttrString((PyObject *)self, "body");
+    if (!body)
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(view.buf, view.len, "strict");
+    PyBuffer_Release(&view);
+    Py_DECREF(body);
+    if (!text) {
+        PyErr_Clear();
+        return pymx_raise_bad_request(st, 400, "the request body is not valid UTF-8");
+    }
+    PyObject *json = PyImport_ImportModule("json");
+    PyObject *value = json ? PyObject_CallMethod(json, "loads", "O", text) : NULL;
+    Py_XDECREF(json);
+    Py_DECREF(text);
+    if (!value && PyErr_ExceptionMatches(PyExc_ValueError)) { /* json.JSONDecodeError */
+        PyObject *exc = PyErr_GetRaisedException_compat();
+        PyObject *why = exc ? PyObject_Str(exc) : NULL;
+        const char *w = why ? PyUnicode_AsUTF8(why) : NULL;
+        PyErr_Clear();
+        pymx_raise_bad_request(st, 400, "the request body is not valid JSON: %s", w ? w : "?");
+        Py_XDECREF(why);
+        Py_XDECREF(exc);
+        return NULL;
+    }
+    return value;
+}
+
+/* The headers of a returned value: the handler's own (a mapping or pairs; NULL: none) plus a
+ * Content-Type of ctype (NULL: none) unless they set one. A new list, or NULL with an error. */
+static PyObject *value_headers(PyObject *headers, const char *ctype) {
+    PyObject *list;
+    if (!headers)
+        list = PyList_New(0);
+    else if (PyDict_Check(headers) || (PyMapping_Check(headers) && !PyList_Check(headers) &&
+                                       !PyTuple_Check(headers) &&
+                                       PyObject_HasAttrString(headers, "items")))
+        list = PyMapping_Items(headers);
+    else
+        list = PySequence_List(headers);
+    if (!list) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_TypeError, "returned headers must be a mapping or a list of "
+                                             "(name, value) pairs");
+        }
+        return NULL;
+    }
+    int has_ctype = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list) && !has_ctype; i++) {
+        PyObject *pair = PyList_GET_ITEM(list, i);
+        PyObject *name = PySequence_Check(pair) && PySequence_Size(pair) == 2
+                             ? PySequence_GetItem(pair, 0)
+                             : NULL;
+        PyErr_Clear(); /* a malformed pair is reported when the headers are read */
+        if (name && PyUnicode_Check(name)) {
+            Py_ssize_t n;
+            const char *u = PyUnicode_AsUTF8AndSize(name, &n);
+            has_ctype = u && mx_http1_name_eq(u, (size_t)n, "content-type", 12);
+            PyErr_Clear();
+        }
+        Py_XDECREF(name);
+    }
+    if (ctype && !has_ctype) {
+        PyObject *pair = Py_BuildValue("(ss)", "Content-Type", ctype);
+        if (!pair || PyList_Append(list, pair) < 0) {
+            Py_XDECREF(pair);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(pair);
+    }
+    return list;
+}
+
+/* Sends body (a returned value) with status and the handler's headers (NULL: none). */
+static int respond_body_value(MxRequestObject *self, PyObject *body, int status,
+                              PyObject *headers) {
+    const char *ctype = NULL;
+    PyObject *payload = NULL;
+    if (PyUnicode_Check(body)) {
+        ctype = "text/plain; charset=utf-8";
+        payload = Py_NewRef(body);
+    } else if (PyBytes_Check(body) || PyByteArray_Check(body) || PyMemoryView_Check(body)) {
+        ctype = "application/octet-stream";
+        payload = Py_NewRef(body);
+    } else if (PyDict_Check(body) || PyList_Check(body)) {
+        ctype = "application/json";
+        payload = PyObject_CallOneArg(self->core->json_dumps, body);
+        if (!payload)
             return -1;
-        r = pymx_respond_impl(self, 200, h, value);
-        Py_DECREF(h);
-    } else if (PyDict_Check(value) || PyList_Check(value)) {
-        PyObject *s = PyObject_CallOneArg(self->core->json_dumps, value);
-        if (!s)
-            return -1;
-        PyObject *h = Py_BuildValue("[(ss)]", "Content-Type", "application/json");
-        if (h)
-            r = pymx_respond_impl(self, 200, h, s);
-        Py_XDECREF(h);
-        Py_DECREF(s);
+    } else if (PyIter_Check(body)) {
+        return pymx_respond_iterator(self, body, status, headers); /* a generator: streamed as it yields */
     } else {
         PyErr_Format(PyExc_TypeError,
-                     "handler returned %.100s; return None (after respond()), str, bytes, dict "
-                     "or list",
-                     Py_TYPE(value)->tp_name);
+                     "handler returned %.100s; return None (after respond()), str, bytes, dict, "
+                     "list, an iterator of str/bytes, or a (body, status[, headers]) tuple",
+                     Py_TYPE(body)->tp_name);
         return -1;
     }
+    PyObject *h = value_headers(headers, ctype);
+    PyObject *r = h ? pymx_respond_impl(self, status, h, payload) : NULL;
+    Py_XDECREF(h);
+    Py_DECREF(payload);
     if (!r)
         return -1;
     Py_DECREF(r);
     return 0;
+}
+
+/* A handler returned a value instead of responding: str as text, bytes as octet-stream, dict or
+ * list as JSON, an iterator streamed, or (body, status) / (body, status, headers) as Flask
+ * allows. Returns 0, or -1 with an exception set (a TypeError for other types). */
+int pymx_respond_value(MxRequestObject *self, PyObject *value) {
+    if (!PyTuple_Check(value))
+        return respond_body_value(self, value, 200, NULL);
+    Py_ssize_t n = PyTuple_GET_SIZE(value);
+    PyObject *status = n >= 2 ? PyTuple_GET_ITEM(value, 1) : NULL;
+    if ((n != 2 && n != 3) || !PyLong_Check(status) || PyBool_Check(status)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "a returned tuple must be (body, status) or (body, status, headers), "
+                        "with an int status");
+        return -1;
+    }
+    long st = PyLong_AsLong(status);
+    if (st == -1 && PyErr_Occurred())
+        return -1;
+    if (st < 200 || st > 999) {
+        PyErr_Format(PyExc_ValueError, "invalid status %ld: must be between 200 and 999", st);
+        return -1;
+    }
+    PyObject *headers = n == 3 && PyTuple_GET_ITEM(value, 2) != Py_None ? PyTuple_GET_ITEM(value, 2)
+                                                                         : NULL;
+    return respond_body_value(self, PyTuple_GET_ITEM(value, 0), (int)st, headers);
 }
 
 PyObject *pymx_respond_value_py(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
@@ -499,6 +643,13 @@ static PyMethodDef request_methods[] = {
      "form($self, *, max_file_size=None, max_field_size=None)\n--\n\nThe fields and files of "
      "an application/x-www-form-urlencoded or multipart/form-data body, read whole (FormData; "
      "files are kept in memory). Raises BadRequest for an invalid or over-limit form."},
+    {"json", (PyCFunction)request_json, METH_NOARGS,
+     "json($self)\n--\n\nThe body parsed as JSON. Raises BadRequest (answered 400) when it is "
+     "not valid UTF-8 JSON."},
+    {"respond_stream", (PyCFunction)(void (*)(void))pymx_request_respond_stream,
+     METH_VARARGS | METH_KEYWORDS,
+     "respond_stream($self, status=200, headers=None)\n--\n\nAnswer with a body written "
+     "piece by piece: returns a ResponseStream (write(), close()), usable from any thread."},
     {"respond_sse", (PyCFunction)(void (*)(void))pymx_request_respond_sse,
      METH_VARARGS | METH_KEYWORDS,
      "respond_sse($self, headers=None)\n--\n\nAnswer 200 with an event stream and return its "
@@ -523,6 +674,8 @@ static PyGetSetDef request_getset[] = {
     {"path_params", (getter)get_path_params, NULL, "parameters captured by @name", NULL},
     {"headers", (getter)get_headers, NULL, "case-insensitive multi-mapping of headers", NULL},
     {"body", (getter)get_body, NULL, "the request body (bytes)", NULL},
+    {"cookies", (getter)get_cookies, NULL,
+     "the cookies the client sent (dict; RFC 6265, malformed pairs skipped)", NULL},
     {"remote_addr", (getter)get_remote_addr, NULL, "the client's address", NULL},
     {"http_version", (getter)get_http_version, NULL, "'HTTP/1.0' or 'HTTP/1.1'", NULL},
     {"responded", (getter)get_responded, NULL, "True once a response was given", NULL},

@@ -623,8 +623,34 @@ static void test_opts(void) {
     mx_router_free(r);
 }
 
+/* Other frameworks' parameter spellings are refused with the mummyx spelling; look-alikes that
+ * are not parameters stay literal. */
+static void test_foreign_params(void) {
+    static const struct {
+        const char *pat, *hint;
+    } bad[] = {
+        {"/users/{id}", "@id"},      {"/users/{id:int}", "@id"}, {"/users/:id", "@id"},
+        {"/users/<id>", "@id"},      {"/users/<int:user_id>/x", "@user_id"},
+        {"/a/{slug}/b", "@slug"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[256];
+        int rc = mx_router_validate(bad[i].pat, strlen(bad[i].pat), err, sizeof(err));
+        CHECK(rc == MX_EINVAL && strstr(err, bad[i].hint) && strstr(err, "another framework"),
+              "%s: rc %d, %s", bad[i].pat, rc, err);
+    }
+    static const char *const fine[] = {"/time/12:30", "/a/{", "/a/{}", "/a/<>", "/a/:",
+                                       "/a/{b-c}", "/a/x:y"};
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+        char err[256];
+        CHECK(mx_router_validate(fine[i], strlen(fine[i]), err, sizeof(err)) == 0, "%s: %s",
+              fine[i], err);
+    }
+}
+
 int main(void) {
     test_opts();
+    test_foreign_params();
     test_literals();
     test_params();
     test_many_params();

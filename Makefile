@@ -2,6 +2,10 @@
 #   make test-c          build and run the C unit tests (gcc, -Werror, ASan+UBSan)
 #   make fuzz            build the libFuzzer targets (clang-14)
 #   make fuzz-run FUZZ_SECONDS=600   run every target for that long each
+#   make dist-check      sdist + wheel with no warning, sdist complete, installs and serves
+#   make wheels          dist/: the sdist and a manylinux wheel per CPython 3.9-3.13 found here
+#   make wheels-check    install each wheel in dist/ with no compiler on PATH and serve a request
+#   make docs            the documentation site into out/site (mkdocs build --strict)
 CC ?= cc
 CFLAGS_C = -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -Icsrc/core \
            -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -36,7 +40,7 @@ LIBS_body = -lpthread
 UNIT = http1 router compress utf8 ws_handshake ws_frame multipart loop pool body options
 FUZZ = http1 chunked router ws multipart
 
-.PHONY: test-c fuzz fuzz-run clean-c
+.PHONY: test-c fuzz fuzz-run clean-c dist-check wheels wheels-check docs
 test-c: $(UNIT:%=$(BUILD)/test_%)
 	@set -e; for t in $^; do echo "== $$t"; $$t; done
 
@@ -62,3 +66,18 @@ fuzz-run: fuzz
 
 clean-c:
 	rm -rf $(BUILD)
+
+# Release files. PYTHON runs the checks (it needs `build`; scripts/wheels.sh makes its own venv).
+PYTHON ?= python3
+dist-check:
+	$(PYTHON) scripts/dist_check.py
+
+wheels:
+	bash scripts/wheels.sh
+
+wheels-check:
+	$(PYTHON) scripts/wheels_check.py dist
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, not about our pages
+docs:
+	NO_MKDOCS_2_WARNING=1 $(PYTHON) -m mkdocs build --strict --site-dir out/site

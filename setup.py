@@ -2,7 +2,16 @@
 import glob
 import os
 
+import setuptools
 from setuptools import Extension, setup
+
+# pyproject.toml's `license = "MIT"` (an SPDX expression, PEP 639) needs setuptools 77 or newer.
+# pip and `python -m build` fetch that themselves; a direct `python setup.py build_ext` uses the
+# environment's setuptools, whose older releases reject the file with a schema error.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    raise SystemExit(f"setuptools {setuptools.__version__} cannot read pyproject.toml's SPDX "
+                     "license; upgrade it first: pip install 'setuptools>=77.0.3,<85' (or pip "
+                     "install -r tests/requirements.txt)")
 
 # MUMMYX_SANITIZE=1 builds with ASan+UBSan (see .ci/run); MUMMYX_DEBUG=1 without optimisation.
 sanitize = os.environ.get("MUMMYX_SANITIZE") == "1"

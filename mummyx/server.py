@@ -163,6 +163,11 @@ def _plain(request: Any, status: int) -> None:
             pass  # another thread answered in the meantime
 
 
+# Handler threads close() left running past its timeout, in this process (the debug-build check
+# in tests/conftest.py allows for the requests they still hold).
+_abandoned_handlers = 0
+
+
 def _make_on_error(router: Optional[Router]) -> Callable[[Any, BaseException], None]:
     def run_error_handler(request: Any, exc: BaseException) -> None:
         error_handler = router.error_handler if router is not None else None
@@ -590,6 +595,8 @@ class Server:
         if self._started:
             left = self._core.stop(float(timeout))
             if left:
+                global _abandoned_handlers
+                _abandoned_handlers += left
                 logger.warning("%d handler thread(s) still running %.1f s after the shutdown "
                                "began; not waiting for them", left, timeout)
         _live_servers.discard(self)
